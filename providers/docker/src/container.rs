@@ -1,0 +1,580 @@
+//! Machines as containers: what a machine's container is made of, the archive of keys put in
+//! it before its first start, and the calls that drive its life.
+
+use std::collections::HashMap;
+use std::io;
+
+use bollard::body_full;
+use bollard::models::{
+    ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum,
+    ContainerSummaryStateEnum, EndpointIpamConfig, EndpointSettings, HostConfig, NetworkingConfig,
+};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+};
+use envctl_provider::{
+    Access, EnvironmentSpec, MachineSpec, MachineState, MachineStatus, MachineUp, Phase,
+    ProviderError, Report, SshEndpoint,
+};
+use futures_util::StreamExt;
+
+use crate::engine::is_not_found;
+use crate::image::image_name;
+use crate::{labels, DockerProvider};
+
+/// The container's only process. A foreground sshd keeps it up; the options point it at the
+/// files envctl installs, so any image with sshd works, not only envctl's own.
+pub(crate) const SSHD_CMD: [&str; 7] = [
+    "/usr/sbin/sshd",
+    "-D",
+    "-e",
+    "-o",
+    "HostKey=/etc/ssh/ssh_host_ed25519_key",
+    "-o",
+    "AuthorizedKeysFile=.ssh/authorized_keys /etc/ssh/authorized_keys/%u",
+];
+
+/// Seconds `halt` gives sshd to exit before the engine kills it.
+const STOP_TIMEOUT_SECS: i32 = 10;
+
+/// Splits an FQDN into Docker's `Hostname` (first label) and `Domainname` (the rest), which
+/// Docker writes to /etc/hosts as `ip fqdn short` so `hostname -f` prints the FQDN.
+pub(crate) fn split_hostname(fqdn: &str) -> (&str, &str) {
+    fqdn.split_once('.').unwrap_or((fqdn, ""))
+}
+
+/// The container that backs `machine`: no mounts, no published ports, not privileged.
+pub(crate) fn create_body(
+    env: &EnvironmentSpec,
+    machine: &MachineSpec,
+    image: &str,
+) -> ContainerCreateBody {
+    let (hostname, domainname) = split_hostname(&machine.hostname);
+    let endpoint = EndpointSettings {
+        ipam_config: Some(EndpointIpamConfig {
+            ipv4_address: Some(machine.ip.to_string()),
+            ..Default::default()
+        }),
+        aliases: Some(machine.aliases.clone()),
+        ..Default::default()
+    };
+    ContainerCreateBody {
+        image: Some(image.to_string()),
+        hostname: Some(hostname.to_string()),
+        domainname: (!domainname.is_empty()).then(|| domainname.to_string()),
+        cmd: Some(SSHD_CMD.iter().map(|arg| arg.to_string()).collect()),
+        labels: Some(labels::machine_labels(env, &machine.name)),
+        host_config: Some(HostConfig {
+            nano_cpus: Some(i64::from(machine.cpus) * 1_000_000_000),
+            memory: Some(i64::from(machine.memory_mib) * 1024 * 1024),
+            network_mode: Some(env.network_name()),
+            privileged: Some(false),
+            publish_all_ports: Some(false),
+            ..Default::default()
+        }),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(env.network_name(), endpoint)])),
+        }),
+        ..Default::default()
+    }
+}
+
+/// The keys the machine needs before sshd first starts, as a tar to unpack at `/`: the host
+/// key pair and the user's authorized key, owned by root. No `etc/` or `etc/ssh/` entries, so
+/// the image's own directories keep their owners and modes.
+pub(crate) fn key_archive(machine: &MachineSpec) -> io::Result<Vec<u8>> {
+    let user = &machine.user;
+    if user.is_empty() || user.contains('/') || user == "." || user == ".." {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("`{user}` cannot name a file of authorized keys"),
+        ));
+    }
+    let mut private = machine.host_key.private_openssh.clone();
+    // OpenSSH expects each key file to end with a newline.
+    if !private.ends_with('\n') {
+        private.push('\n');
+    }
+    let public = format!("{}\n", machine.host_key.public_openssh.trim_end());
+    let authorized = format!("{}\n", machine.authorized_key.trim_end());
+
+    let mut builder = tar::Builder::new(Vec::new());
+    append_file(
+        &mut builder,
+        "etc/ssh/ssh_host_ed25519_key",
+        0o600,
+        private.as_bytes(),
+    )?;
+    append_file(
+        &mut builder,
+        "etc/ssh/ssh_host_ed25519_key.pub",
+        0o644,
+        public.as_bytes(),
+    )?;
+    let mut dir = root_header(tar::EntryType::Directory, 0o755, 0);
+    builder.append_data(&mut dir, "etc/ssh/authorized_keys/", io::empty())?;
+    let path = format!("etc/ssh/authorized_keys/{user}");
+    append_file(&mut builder, &path, 0o644, authorized.as_bytes())?;
+    builder.into_inner()
+}
+
+/// What envctl calls a container's state.
+pub(crate) fn machine_state(state: Option<ContainerSummaryStateEnum>) -> MachineState {
+    match state {
+        Some(ContainerSummaryStateEnum::RUNNING) => MachineState::Running,
+        Some(ContainerSummaryStateEnum::EXITED | ContainerSummaryStateEnum::CREATED) => {
+            MachineState::Stopped
+        }
+        Some(other) => MachineState::Other(other.to_string()),
+        None => MachineState::Other("unknown".to_string()),
+    }
+}
+
+fn root_header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_mode(mode);
+    header.set_size(size);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header
+}
+
+fn append_file(
+    builder: &mut tar::Builder<Vec<u8>>,
+    path: &str,
+    mode: u32,
+    contents: &[u8],
+) -> io::Result<()> {
+    let mut header = root_header(tar::EntryType::Regular, mode, contents.len() as u64);
+    builder.append_data(&mut header, path, contents)
+}
+
+impl DockerProvider {
+    pub(crate) async fn up_machine(
+        &self,
+        env: &EnvironmentSpec,
+        machine: &MachineSpec,
+        report: &dyn Report,
+    ) -> Result<MachineUp, ProviderError> {
+        let name = env.resource_name(&machine.name);
+        let up = |id: String, changed: bool| MachineUp {
+            id,
+            endpoint: SshEndpoint {
+                host: machine.ip.to_string(),
+                port: 22,
+            },
+            access: Access::Ready,
+            guest_address: None,
+            changed,
+        };
+        let Some(existing) = self.owned_container(env, &machine.name).await? else {
+            let id = self.create_machine(env, machine, report).await?;
+            report.phase(&machine.name, Phase::Starting);
+            self.start(&machine.name, &name).await?;
+            return Ok(up(id, true));
+        };
+        let id = existing.id.unwrap_or_else(|| name.clone());
+        match existing.state.and_then(|state| state.status) {
+            Some(ContainerStateStatusEnum::RUNNING) => {
+                report.phase(&machine.name, Phase::AlreadyRunning);
+                Ok(up(id, false))
+            }
+            Some(ContainerStateStatusEnum::PAUSED) => {
+                report.phase(&machine.name, Phase::Starting);
+                self.docker.unpause_container(&name).await.map_err(|err| {
+                    self.machine_error(&machine.name, format!("unpausing container `{name}`"), err)
+                })?;
+                Ok(up(id, true))
+            }
+            _ => {
+                report.phase(&machine.name, Phase::Starting);
+                self.start(&machine.name, &name).await?;
+                Ok(up(id, true))
+            }
+        }
+    }
+
+    pub(crate) async fn halt_machine(
+        &self,
+        env: &EnvironmentSpec,
+        machine: &str,
+    ) -> Result<(), ProviderError> {
+        if self.owned_container(env, machine).await?.is_none() {
+            return Ok(());
+        }
+        let name = env.resource_name(machine);
+        let options = StopContainerOptionsBuilder::new()
+            .t(STOP_TIMEOUT_SECS)
+            .build();
+        match self.docker.stop_container(&name, Some(options)).await {
+            Err(err) if !is_not_found(&err) => {
+                Err(self.machine_error(machine, format!("stopping container `{name}`"), err))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) async fn destroy_machine(
+        &self,
+        env: &EnvironmentSpec,
+        machine: &str,
+    ) -> Result<(), ProviderError> {
+        if self.owned_container(env, machine).await?.is_none() {
+            return Ok(());
+        }
+        self.remove(machine, &env.resource_name(machine)).await
+    }
+
+    pub(crate) async fn machine_statuses(
+        &self,
+        env: &EnvironmentSpec,
+    ) -> Result<Vec<MachineStatus>, ProviderError> {
+        let options = ListContainersOptionsBuilder::new()
+            .all(true)
+            .filters(&labels::env_filter(env))
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(|err| {
+                self.backend_error(format!("listing the containers of `{}`", env.name), err)
+            })?;
+        let prefix = format!("/{}-", env.name);
+        let mut statuses: Vec<MachineStatus> = containers
+            .into_iter()
+            .map(|container| {
+                let from_name = || {
+                    let names = container.names.as_deref().unwrap_or_default();
+                    names
+                        .iter()
+                        .find_map(|n| n.strip_prefix(&prefix))
+                        .map(str::to_string)
+                };
+                let name = container
+                    .labels
+                    .as_ref()
+                    .and_then(|labels| labels.get(labels::MACHINE).cloned())
+                    .or_else(from_name)
+                    .unwrap_or_default();
+                MachineStatus {
+                    name,
+                    id: container.id.unwrap_or_default(),
+                    state: machine_state(container.state),
+                }
+            })
+            .collect();
+        statuses.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(statuses)
+    }
+
+    pub(crate) async fn machine_log_tail(
+        &self,
+        env: &EnvironmentSpec,
+        machine: &str,
+        lines: usize,
+    ) -> Option<String> {
+        let options = LogsOptionsBuilder::new()
+            .stdout(true)
+            .stderr(true)
+            .tail(&lines.to_string())
+            .build();
+        let mut stream = self.docker.logs(&env.resource_name(machine), Some(options));
+        let mut text = String::new();
+        while let Some(chunk) = stream.next().await {
+            text.push_str(&chunk.ok()?.to_string());
+        }
+        Some(text)
+    }
+
+    /// The machine's container, if there is one and it is this environment's. A container
+    /// with the name but not the environment's id is someone else's: an error, left alone.
+    async fn owned_container(
+        &self,
+        env: &EnvironmentSpec,
+        machine: &str,
+    ) -> Result<Option<ContainerInspectResponse>, ProviderError> {
+        let name = env.resource_name(machine);
+        let container = match self.docker.inspect_container(&name, None).await {
+            Ok(container) => container,
+            Err(err) if is_not_found(&err) => return Ok(None),
+            Err(err) => {
+                return Err(self.machine_error(
+                    machine,
+                    format!("inspecting container `{name}`"),
+                    err,
+                ))
+            }
+        };
+        let labels = container
+            .config
+            .as_ref()
+            .and_then(|config| config.labels.as_ref());
+        if labels.and_then(|labels| labels.get(labels::ENV_ID)) != Some(&env.id) {
+            let reason = format!(
+                "container `{name}` {}; remove it with `docker rm -f {name}` or rename this \
+                 environment",
+                labels::describe_owner(labels)
+            );
+            return Err(ProviderError::machine(
+                machine,
+                format!("checking container `{name}`"),
+                reason,
+            ));
+        }
+        Ok(Some(container))
+    }
+
+    /// Creates the container and puts the keys in it. If the keys cannot be put in, the
+    /// container goes again, so the next `up` makes it afresh instead of starting one
+    /// whose sshd cannot start.
+    async fn create_machine(
+        &self,
+        env: &EnvironmentSpec,
+        machine: &MachineSpec,
+        report: &dyn Report,
+    ) -> Result<String, ProviderError> {
+        let name = env.resource_name(&machine.name);
+        let keys = key_archive(machine).map_err(|err| {
+            ProviderError::machine(&machine.name, "packing the machine's keys", err)
+        })?;
+        report.phase(&machine.name, Phase::Creating);
+        let image = image_name(&machine.image)?;
+        let options = CreateContainerOptionsBuilder::new().name(&name).build();
+        let created = self
+            .docker
+            .create_container(Some(options), create_body(env, machine, &image))
+            .await
+            .map_err(|err| {
+                self.machine_error(
+                    &machine.name,
+                    format!("creating container `{name}` from image `{image}`"),
+                    err,
+                )
+            })?;
+        let options = UploadToContainerOptionsBuilder::new().path("/").build();
+        let uploaded = self
+            .docker
+            .upload_to_container(&created.id, Some(options), body_full(keys.into()))
+            .await;
+        if let Err(err) = uploaded {
+            let failure = self.machine_error(
+                &machine.name,
+                format!("copying the ssh keys into container `{name}`"),
+                err,
+            );
+            // The keys error says more than a failed cleanup would.
+            let _ = self.remove(&machine.name, &name).await;
+            return Err(failure);
+        }
+        Ok(created.id)
+    }
+
+    async fn start(&self, machine: &str, name: &str) -> Result<(), ProviderError> {
+        self.docker
+            .start_container(name, None)
+            .await
+            .map_err(|err| self.machine_error(machine, format!("starting container `{name}`"), err))
+    }
+
+    /// Removes a container with its anonymous volumes, running or not.
+    async fn remove(&self, machine: &str, name: &str) -> Result<(), ProviderError> {
+        let options = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match self.docker.remove_container(name, Some(options)).await {
+            Err(err) if !is_not_found(&err) => {
+                Err(self.machine_error(machine, format!("removing container `{name}`"), err))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::path::PathBuf;
+
+    use envctl_provider::{HostKey, ImageSource, NetworkSpec};
+
+    use super::*;
+
+    fn env() -> EnvironmentSpec {
+        EnvironmentSpec {
+            name: "demo".to_string(),
+            id: "id-demo".to_string(),
+            project_dir: PathBuf::from("/src/demo"),
+            console_dir: PathBuf::from("/tmp/console"),
+            network: NetworkSpec {
+                subnet: "10.1.0.0/24".parse().unwrap(),
+                gateway: "10.1.0.1".parse().unwrap(),
+            },
+        }
+    }
+
+    fn machine() -> MachineSpec {
+        MachineSpec {
+            name: "web".to_string(),
+            hostname: "web.demo.example.test".to_string(),
+            ip: "10.1.0.10".parse().unwrap(),
+            cpus: 2,
+            memory_mib: 512,
+            user: "vagrant".to_string(),
+            aliases: vec!["web".to_string(), "web.demo.example.test".to_string()],
+            image: ImageSource::DockerImage("debian:bookworm".to_string()),
+            authorized_key: "ssh-ed25519 AAAAuser envctl".to_string(),
+            host_key: HostKey {
+                private_openssh:
+                    "-----BEGIN OPENSSH PRIVATE KEY-----\nSECRET\n-----END OPENSSH PRIVATE KEY-----"
+                        .to_string(),
+                public_openssh: "ssh-ed25519 AAAAhost".to_string(),
+            },
+        }
+    }
+
+    #[test]
+    fn hostnames_split_at_the_first_dot() {
+        let cases = [
+            ("web.demo.example.test", ("web", "demo.example.test")),
+            ("web.test", ("web", "test")),
+            ("web", ("web", "")),
+        ];
+        for (fqdn, expected) in cases {
+            assert_eq!(split_hostname(fqdn), expected, "{fqdn}");
+        }
+    }
+
+    /// (path, kind, mode, uid, gid, contents) of each entry.
+    type Entry = (String, tar::EntryType, u32, u64, u64, String);
+
+    fn entries(archive: &[u8]) -> Vec<Entry> {
+        let mut archive = tar::Archive::new(archive);
+        archive
+            .entries()
+            .unwrap()
+            .map(|entry| {
+                let mut entry = entry.unwrap();
+                let header = entry.header().clone();
+                let mut text = String::new();
+                entry.read_to_string(&mut text).unwrap();
+                (
+                    entry.path().unwrap().display().to_string(),
+                    header.entry_type(),
+                    header.mode().unwrap(),
+                    header.uid().unwrap(),
+                    header.gid().unwrap(),
+                    text,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_key_archive_holds_keys_owned_by_root() {
+        let machine = machine();
+        let archive = key_archive(&machine).unwrap();
+        let file = |path: &str, mode, text: &str| {
+            (
+                path.to_string(),
+                tar::EntryType::Regular,
+                mode,
+                0,
+                0,
+                text.to_string(),
+            )
+        };
+        assert_eq!(
+            entries(&archive),
+            vec![
+                file(
+                    "etc/ssh/ssh_host_ed25519_key",
+                    0o600,
+                    "-----BEGIN OPENSSH PRIVATE KEY-----\nSECRET\n-----END OPENSSH PRIVATE KEY-----\n"
+                ),
+                file("etc/ssh/ssh_host_ed25519_key.pub", 0o644, "ssh-ed25519 AAAAhost\n"),
+                (
+                    "etc/ssh/authorized_keys/".to_string(),
+                    tar::EntryType::Directory,
+                    0o755,
+                    0,
+                    0,
+                    String::new()
+                ),
+                file("etc/ssh/authorized_keys/vagrant", 0o644, "ssh-ed25519 AAAAuser envctl\n"),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_key_archive_refuses_a_user_that_is_a_path() {
+        for user in ["", "..", "a/b"] {
+            let mut machine = machine();
+            machine.user = user.to_string();
+            assert!(key_archive(&machine).is_err(), "user `{user}`");
+        }
+    }
+
+    #[test]
+    fn the_container_is_plain_and_on_the_network() {
+        let env = env();
+        let machine = machine();
+        let body = create_body(&env, &machine, "envctl-debian:0123456789ab");
+        assert_eq!(body.image.as_deref(), Some("envctl-debian:0123456789ab"));
+        assert_eq!(body.hostname.as_deref(), Some("web"));
+        assert_eq!(body.domainname.as_deref(), Some("demo.example.test"));
+        assert_eq!(body.cmd.as_deref().unwrap(), SSHD_CMD.map(String::from));
+        assert!(body.env.is_none() && body.exposed_ports.is_none() && body.volumes.is_none());
+        let labels = body.labels.unwrap();
+        assert_eq!(labels[labels::MACHINE], "web");
+        assert_eq!(labels[labels::ENV_ID], "id-demo");
+        assert_eq!(labels[labels::ENV], "demo");
+        assert_eq!(labels[labels::PROJECT], "/src/demo");
+
+        let host = body.host_config.unwrap();
+        assert_eq!(host.nano_cpus, Some(2_000_000_000));
+        assert_eq!(host.memory, Some(512 * 1024 * 1024));
+        assert_eq!(host.network_mode.as_deref(), Some("demo-net"));
+        assert_eq!(host.privileged, Some(false));
+        assert!(host.binds.is_none() && host.mounts.is_none() && host.port_bindings.is_none());
+
+        let endpoints = body.networking_config.unwrap().endpoints_config.unwrap();
+        let endpoint = &endpoints["demo-net"];
+        let ipam = endpoint.ipam_config.as_ref().unwrap();
+        assert_eq!(ipam.ipv4_address.as_deref(), Some("10.1.0.10"));
+        assert_eq!(endpoint.aliases.as_ref(), Some(&machine.aliases));
+    }
+
+    #[test]
+    fn no_secret_in_the_container_spec() {
+        let body = create_body(&env(), &machine(), "debian:bookworm");
+        let spec = format!("{body:?}");
+        assert!(
+            !spec.contains("SECRET") && !spec.contains("PRIVATE KEY"),
+            "{spec}"
+        );
+    }
+
+    #[test]
+    fn states_map_to_machine_states() {
+        use ContainerSummaryStateEnum as S;
+        let cases = [
+            (Some(S::RUNNING), MachineState::Running),
+            (Some(S::EXITED), MachineState::Stopped),
+            (Some(S::CREATED), MachineState::Stopped),
+            (Some(S::PAUSED), MachineState::Other("paused".to_string())),
+            (
+                Some(S::RESTARTING),
+                MachineState::Other("restarting".to_string()),
+            ),
+            (None, MachineState::Other("unknown".to_string())),
+        ];
+        for (state, expected) in cases {
+            assert_eq!(machine_state(state), expected, "{state:?}");
+        }
+    }
+}

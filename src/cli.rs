@@ -1,0 +1,107 @@
+//! The command line, as clap types only: no behaviour here.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use envctl_provider::ProviderKind;
+
+#[derive(Debug, Parser)]
+#[command(name = "envctl", version, about = "Bring up multi-machine development environments from one Machinefile")]
+pub struct Cli {
+    /// The Machinefile to use, instead of the nearest one from the current folder up
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Say more (repeat for even more)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create and start machines, wait until they answer SSH, then provision them
+    Up(UpArgs),
+    /// Run the playbook again on running machines
+    Provision(NamesArgs),
+    /// Stop machines, keeping them
+    Halt(NamesArgs),
+    /// Remove machines; with none left, everything envctl made for the environment
+    Destroy(DestroyArgs),
+    /// Show each machine's state
+    Status(StatusArgs),
+    /// Open a shell on a machine, or run a command there
+    Ssh(SshArgs),
+    /// Print OpenSSH `Host` blocks for the machines, for `Include` in ~/.ssh/config
+    SshConfig(SshConfigArgs),
+    /// Print the Ansible inventory (INI, or dynamic-inventory JSON)
+    Inventory(InventoryArgs),
+    /// Check the Machinefile and report every problem in it
+    Validate,
+}
+
+#[derive(Debug, Args)]
+pub struct NamesArgs {
+    /// Machines to act on; all when none is given
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    /// Machines to bring up; all when none is given
+    pub names: Vec<String>,
+    /// The provider to use [default: the Machinefile's, else the one in use, else docker]
+    #[arg(long, env = "ENVCTL_PROVIDER", value_parser = parse_provider)]
+    pub provider: Option<ProviderKind>,
+    /// Run the playbook even on machines already provisioned
+    #[arg(long, conflicts_with = "no_provision")]
+    pub provision: bool,
+    /// Do not run the playbook
+    #[arg(long)]
+    pub no_provision: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    /// Machines to destroy; all when none is given
+    pub names: Vec<String>,
+    /// Do not ask for confirmation
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON (the format is stable; see the README)
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SshArgs {
+    /// The machine
+    pub name: String,
+    /// A command to run instead of a shell
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SshConfigArgs {
+    /// Only this machine
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InventoryArgs {
+    /// Ansible dynamic-inventory JSON for every host and group
+    #[arg(long, conflicts_with = "host")]
+    pub list: bool,
+    /// Ansible dynamic-inventory JSON of one host's variables
+    #[arg(long, value_name = "HOST")]
+    pub host: Option<String>,
+}
+
+fn parse_provider(text: &str) -> Result<ProviderKind, String> {
+    text.parse()
+}

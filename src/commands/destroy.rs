@@ -1,0 +1,25 @@
+use std::io::IsTerminal;
+
+use anyhow::{bail, Result};
+
+use crate::cli::DestroyArgs;
+use crate::ops::{self, DestroyOptions, Workspace};
+use crate::output;
+
+pub async fn run(ws: &Workspace, args: DestroyArgs) -> Result<()> {
+    if !args.force {
+        if !std::io::stdin().is_terminal() {
+            bail!("destroy asks for confirmation, and there is no terminal to ask at: pass --force");
+        }
+        let what = if args.names.is_empty() {
+            format!("every machine of environment `{}`", ws.manifest.name)
+        } else {
+            args.names.join(", ")
+        };
+        if !output::confirm(&format!("Destroy {what}?")) {
+            output::status("Cancelled", "nothing was destroyed");
+            return Ok(());
+        }
+    }
+    ops::destroy(ws, DestroyOptions { names: args.names }).await
+}

@@ -1,0 +1,175 @@
+//! The Machinefile: read once, validated once, into types that carry the guarantees.
+//!
+//! `raw` is the serde schema, `validate` turns it into a [`Manifest`] or into every
+//! [`Problem`] it has, and `lines` finds where each problem stands in the file. Later code
+//! trusts a `Manifest` and never checks it again.
+
+mod lines;
+mod raw;
+mod validate;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use envctl_provider::{NetworkSpec, ProviderKind};
+
+pub use validate::parse;
+
+/// The file name envctl looks for, in the current folder and then its parents.
+pub const FILE_NAME: &str = "Machinefile";
+
+/// A validated environment.
+#[derive(Clone, Debug)]
+pub struct Manifest {
+    /// The Machinefile, absolute.
+    pub path: PathBuf,
+    /// The folder of the Machinefile: relative paths in it start here.
+    pub dir: PathBuf,
+    /// Lowercase letters, digits and dashes; it prefixes every resource.
+    pub name: String,
+    pub provider: Option<ProviderKind>,
+    pub network: NetworkSpec,
+    /// At least one; names, IPs and hostnames unique; IPs inside the subnet.
+    pub machines: Vec<Machine>,
+    pub provision: Option<Provision>,
+    pub libvirt: LibvirtOptions,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Machine {
+    pub name: String,
+    pub hostname: String,
+    pub ip: Ipv4Addr,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    pub user: String,
+    pub groups: Vec<String>,
+    /// Ansible host vars, in the order of their names.
+    pub vars: BTreeMap<String, serde_json::Value>,
+    pub docker: DockerImage,
+    pub libvirt_box: Option<String>,
+    pub virtualbox_box: Option<String>,
+}
+
+/// Where a machine's Docker image comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DockerImage {
+    /// The recipe embedded in envctl (`images/debian`).
+    DefaultRecipe,
+    /// A build folder holding a Dockerfile, absolute.
+    Build(PathBuf),
+    /// An image that must already be in the engine.
+    Image(String),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LibvirtOptions {
+    pub uri: Option<String>,
+    pub accel: Accel,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Accel {
+    /// KVM when it really runs, else TCG.
+    #[default]
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Provision {
+    /// Absolute; the file exists.
+    pub playbook: PathBuf,
+    pub extra_vars: BTreeMap<String, serde_json::Value>,
+    pub limit: Option<String>,
+    pub tags: Vec<String>,
+    pub ansible_args: Vec<String>,
+    /// An extra place to write the inventory, absolute.
+    pub inventory_path: Option<PathBuf>,
+}
+
+impl Manifest {
+    pub fn machine(&self, name: &str) -> Option<&Machine> {
+        self.machines.iter().find(|machine| machine.name == name)
+    }
+}
+
+/// One thing wrong with a Machinefile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    pub line: Option<usize>,
+    /// The machine the problem belongs to, by name or else by position.
+    pub machine: Option<String>,
+    /// The field, as a dotted path from the top of the file.
+    pub field: String,
+    pub message: String,
+}
+
+/// Every problem of one Machinefile. Its Display is what the user reads.
+#[derive(Debug)]
+pub struct ManifestError {
+    pub path: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.problems.len();
+        let noun = if count == 1 { "problem" } else { "problems" };
+        write!(f, "{} has {count} {noun}:", self.path.display())?;
+        for problem in &self.problems {
+            write!(f, "\n  {}", problem.render(&self.path))?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+impl Problem {
+    /// `FILE:LINE: machine `web1`, field `ip`: MESSAGE`.
+    pub fn render(&self, path: &Path) -> String {
+        let place = match self.line {
+            Some(line) => format!("{}:{line}", path.display()),
+            None => path.display().to_string(),
+        };
+        let machine = match &self.machine {
+            Some(machine) => format!("machine `{machine}`, "),
+            None => String::new(),
+        };
+        let field = if self.field.is_empty() {
+            String::new()
+        } else {
+            format!("field `{}`: ", self.field)
+        };
+        format!("{place}: {machine}{field}{}", self.message)
+    }
+}
+
+/// Reads and validates the Machinefile at `path`.
+pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
+    let text = std::fs::read_to_string(path).map_err(|err| ManifestError {
+        path: path.to_path_buf(),
+        problems: vec![Problem {
+            line: None,
+            machine: None,
+            field: String::new(),
+            message: format!("cannot read the file: {err}"),
+        }],
+    })?;
+    parse(path, &text)
+}
+
+/// The Machinefile in `start` or the nearest of its parents, as Vagrant finds its
+/// Vagrantfile.
+pub fn find(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .map(|dir| dir.join(FILE_NAME))
+        .find(|candidate| candidate.is_file())
+}

@@ -1,0 +1,82 @@
+//! Data-driven: every `tests/bad-machinefiles/NAME.yaml` must produce exactly the problems
+//! written in `NAME.expected`. `ENVCTL_BLESS=1 cargo test` rewrites the expected files;
+//! read the diff before committing it.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::{parse, ManifestError};
+
+fn cases_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad-machinefiles")
+}
+
+#[test]
+fn every_bad_machinefile_gives_its_expected_problems() {
+    let bless = std::env::var_os("ENVCTL_BLESS").is_some();
+    let mut cases: Vec<PathBuf> = fs::read_dir(cases_dir())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "yaml"))
+        .collect();
+    cases.sort();
+    assert!(cases.len() >= 15, "the bad Machinefiles are missing");
+    let mut failures = Vec::new();
+    for case in cases {
+        let text = fs::read_to_string(&case).unwrap();
+        // Parsed as if it were a Machinefile in that folder, reported as `Machinefile`.
+        let err: ManifestError = match parse(&cases_dir().join("Machinefile"), &text) {
+            Ok(_) => {
+                failures.push(format!("{}: parsed without a problem", case.display()));
+                continue;
+            }
+            Err(err) => err,
+        };
+        let got: String = err
+            .problems
+            .iter()
+            .map(|problem| problem.render(Path::new("Machinefile")) + "\n")
+            .collect::<String>()
+            .replace(&cases_dir().display().to_string(), "<dir>");
+        let expected_path = case.with_extension("expected");
+        if bless {
+            fs::write(&expected_path, &got).unwrap();
+            continue;
+        }
+        let expected = fs::read_to_string(&expected_path).unwrap_or_default();
+        if got != expected {
+            failures.push(format!("{}:\n--- expected\n{expected}--- got\n{got}", case.display()));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn the_documented_example_and_the_example_environment_are_valid() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for path in [root.join("Machinefile.example"), root.join("environments/example/Machinefile")] {
+        let text = fs::read_to_string(&path).unwrap();
+        let manifest = parse(&path, &text).unwrap_or_else(|err| panic!("{err}"));
+        assert!(!manifest.machines.is_empty());
+    }
+}
+
+#[test]
+fn defaults_apply_and_machines_override_them() {
+    let text = "\
+name: demo
+network: {subnet: 10.1.0.0/24}
+defaults: {cpus: 2, memory: 1024, user: ops}
+machines:
+  - {name: a, ip: 10.1.0.2, hostname: a.demo.test, groups: [web, db, web], vars: {port: 80}}
+  - {name: b, ip: 10.1.0.3, cpus: 4, memory: 256}
+";
+    let manifest = parse(Path::new("/x/Machinefile"), text).unwrap();
+    assert_eq!(manifest.network.gateway.to_string(), "10.1.0.1");
+    let a = &manifest.machines[0];
+    assert_eq!((a.cpus, a.memory_mib, a.user.as_str()), (2, 1024, "ops"));
+    assert_eq!(a.groups, ["db", "web"]);
+    assert_eq!(a.vars["port"], 80);
+    let b = &manifest.machines[1];
+    assert_eq!((b.cpus, b.memory_mib, b.hostname.as_str()), (4, 256, "b"));
+}

@@ -1,0 +1,37 @@
+//! `envctl halt`: stop machines in parallel, keeping them and their state.
+
+use anyhow::{bail, Result};
+use envctl_provider::Provider;
+use futures_util::future::join_all;
+
+use super::{running_provider, Workspace};
+use crate::output;
+use crate::providers::AnyProvider;
+
+pub async fn halt(ws: &Workspace, names: &[String]) -> Result<()> {
+    // Names are checked before the lock, which creates .envctl/.
+    let selected = ws.select(names)?;
+    let _lock = ws.state_dir.lock("halt")?;
+    let state = ws.state_dir.load()?;
+    let Some(kind) = running_provider(&state) else {
+        output::status("Finished", "nothing to halt: the environment has no machines");
+        return Ok(());
+    };
+    let provider = AnyProvider::connect(kind, &ws.manifest).await?;
+    let env = ws.env_spec(&state);
+    let results = join_all(selected.iter().map(|machine| async {
+        output::status("Halting", &machine.name);
+        provider.halt(&env, &machine.name).await
+    }))
+    .await;
+    let failures: Vec<String> = selected
+        .iter()
+        .zip(results)
+        .filter_map(|(machine, result)| result.err().map(|err| format!("{}: {err}", machine.name)))
+        .collect();
+    if !failures.is_empty() {
+        bail!("could not halt:\n  {}", failures.join("\n  "));
+    }
+    output::status("Halted", &format!("{} machines", selected.len()));
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! What each command does. Commands parse flags and call one function here; this layer
+//! plans, talks to the provider through [`AnyProvider`], and keeps `.envctl/` true.
+
+mod access;
+mod destroy;
+mod halt;
+mod provision;
+mod recipes;
+mod status;
+mod up;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use envctl_provider::{EnvironmentSpec, ImageSource, MachineSpec, ProviderKind};
+
+use crate::keys::{self, Keypair};
+use crate::manifest::{self, DockerImage, Machine, Manifest};
+use crate::state::{State, StateDir};
+
+pub use access::{inventory, ssh, ssh_config, InventoryFormat};
+pub use destroy::{destroy, DestroyOptions};
+pub use halt::halt;
+pub use provision::provision;
+pub use status::status;
+pub use up::{up, UpOptions};
+
+/// A loaded environment: its validated Machinefile and its state folder.
+pub struct Workspace {
+    pub manifest: Manifest,
+    pub state_dir: StateDir,
+}
+
+impl Workspace {
+    /// Finds and validates the Machinefile: `file` if given, else the nearest one from the
+    /// current folder up.
+    pub fn load(file: Option<&Path>) -> Result<Workspace> {
+        let path = match file {
+            Some(path) => path.to_path_buf(),
+            None => {
+                let cwd = std::env::current_dir().context("reading the current folder")?;
+                match manifest::find(&cwd) {
+                    Some(path) => path,
+                    None => bail!(
+                        "no {} in {} or its parents: write one (see Machinefile.example) or pass -f FILE",
+                        manifest::FILE_NAME,
+                        cwd.display()
+                    ),
+                }
+            }
+        };
+        // Canonical, so messages and generated files name it plainly.
+        let path = std::fs::canonicalize(&path)
+            .or_else(|_| std::path::absolute(&path))
+            .with_context(|| format!("resolving {}", path.display()))?;
+        let manifest = manifest::load(&path)?;
+        let state_dir = StateDir::new(&manifest.dir);
+        Ok(Workspace { manifest, state_dir })
+    }
+
+    /// The machines `names` selects, all of them when empty. An unknown name is an error
+    /// that lists the known ones.
+    pub fn select(&self, names: &[String]) -> Result<Vec<&Machine>> {
+        if names.is_empty() {
+            return Ok(self.manifest.machines.iter().collect());
+        }
+        let mut selected = Vec::new();
+        for name in names {
+            match self.manifest.machine(name) {
+                Some(machine) if !selected.contains(&machine) => selected.push(machine),
+                Some(_) => {}
+                None => {
+                    let known: Vec<&str> =
+                        self.manifest.machines.iter().map(|m| m.name.as_str()).collect();
+                    bail!(
+                        "{} has no machine `{name}`; its machines are: {}",
+                        self.manifest.path.display(),
+                        known.join(", ")
+                    );
+                }
+            }
+        }
+        Ok(selected)
+    }
+
+    pub fn env_spec(&self, state: &State) -> EnvironmentSpec {
+        EnvironmentSpec {
+            name: self.manifest.name.clone(),
+            id: state.env_id.clone(),
+            project_dir: self.manifest.dir.clone(),
+            console_dir: self.state_dir.console_dir(),
+            network: self.manifest.network,
+        }
+    }
+}
+
+/// The provider a command uses: the one asked for (flag or ENVCTL_PROVIDER), else the
+/// Machinefile's, else the one the environment already runs under, else docker.
+pub fn choose_provider(asked: Option<ProviderKind>, manifest: &Manifest, state: &State) -> ProviderKind {
+    asked
+        .or(manifest.provider)
+        .or_else(|| running_provider(state))
+        .unwrap_or(ProviderKind::Docker)
+}
+
+/// The provider the environment's machines exist under, if any exist.
+pub fn running_provider(state: &State) -> Option<ProviderKind> {
+    state.provider.as_deref().and_then(|name| name.parse().ok())
+}
+
+/// Everything the backend needs for one machine, its image resolved for `kind`.
+fn machine_spec(
+    ws: &Workspace,
+    machine: &Machine,
+    kind: ProviderKind,
+    keypair: &Keypair,
+) -> Result<MachineSpec> {
+    let host_key = keys::ensure_host_key(&ws.state_dir, &ws.manifest.name, &machine.name)?;
+    let mut aliases = vec![machine.name.clone(), machine.hostname.clone()];
+    if let Some((short, _)) = machine.hostname.split_once('.') {
+        aliases.push(short.to_string());
+    }
+    aliases.dedup();
+    Ok(MachineSpec {
+        name: machine.name.clone(),
+        hostname: machine.hostname.clone(),
+        ip: machine.ip,
+        cpus: machine.cpus,
+        memory_mib: machine.memory_mib,
+        user: machine.user.clone(),
+        aliases,
+        image: image_source(ws, machine, kind)?,
+        authorized_key: keypair.public_openssh.clone(),
+        host_key,
+    })
+}
+
+fn image_source(ws: &Workspace, machine: &Machine, kind: ProviderKind) -> Result<ImageSource> {
+    match kind {
+        ProviderKind::Docker => match &machine.docker {
+            DockerImage::DefaultRecipe => Ok(ImageSource::DockerBuild(recipes::default_recipe())),
+            DockerImage::Build(dir) => Ok(ImageSource::DockerBuild(recipes::read_recipe(dir)?)),
+            DockerImage::Image(name) => Ok(ImageSource::DockerImage(name.clone())),
+        },
+        ProviderKind::Libvirt | ProviderKind::Virtualbox => bail!(
+            "{}: machine `{}`: the {kind} provider needs a box, and boxes are not supported by this build yet",
+            ws.manifest.path.display(),
+            machine.name
+        ),
+    }
+}
+
+/// Where the generated inventory is also written, if the Machinefile asks.
+fn extra_inventory_path(ws: &Workspace) -> Option<PathBuf> {
+    ws.manifest.provision.as_ref()?.inventory_path.clone()
+}

@@ -1,0 +1,128 @@
+//! Running `ansible-playbook` once against the machines, with the generated inventory.
+
+use std::process::Stdio;
+
+use anyhow::{bail, Context, Result};
+use envctl_provider::{MachineState, Provider};
+use tokio::process::Command;
+
+use super::{running_provider, Workspace};
+use crate::output;
+use crate::providers::AnyProvider;
+use crate::state::{write_private, State};
+
+/// `envctl provision [NAMES]`: re-runs the playbook on running machines.
+pub async fn provision(ws: &Workspace, names: &[String]) -> Result<()> {
+    // Names are checked before the lock, which creates .envctl/.
+    let selected = ws.select(names)?;
+    let _lock = ws.state_dir.lock("provision")?;
+    let mut state = ws.state_dir.load()?;
+    if ws.manifest.provision.is_none() {
+        bail!(
+            "{} has no `provision` section: name a playbook there first",
+            ws.manifest.path.display()
+        );
+    }
+    let Some(kind) = running_provider(&state) else {
+        bail!("environment `{}` has no machines yet: run `envctl up` first", ws.manifest.name);
+    };
+    let provider = AnyProvider::connect(kind, &ws.manifest).await?;
+    let statuses = provider.status(&ws.env_spec(&state)).await?;
+    let stopped: Vec<&str> = selected
+        .iter()
+        .filter(|machine| {
+            !statuses
+                .iter()
+                .any(|status| status.name == machine.name && status.state == MachineState::Running)
+        })
+        .map(|machine| machine.name.as_str())
+        .collect();
+    if !stopped.is_empty() {
+        bail!("not running: {}; run `envctl up` first", stopped.join(", "));
+    }
+    run(ws, &mut state, names).await
+}
+
+/// Runs the playbook once, limited to `names` when some are given, streaming its output.
+/// Marks the machines provisioned only when it succeeds.
+pub(super) async fn run(ws: &Workspace, state: &mut State, names: &[String]) -> Result<()> {
+    let Some(provision) = &ws.manifest.provision else {
+        return Ok(());
+    };
+    let program = which::which("ansible-playbook").context(
+        "ansible-playbook is not on PATH: install Ansible (scripts/ensure-ansible does it on Debian)",
+    )?;
+    let mut command = Command::new(program);
+    command
+        .current_dir(&ws.manifest.dir)
+        .arg("--inventory")
+        .arg(ws.state_dir.inventory())
+        .env("ANSIBLE_HOST_KEY_CHECKING", "True")
+        .env("ANSIBLE_RETRY_FILES_ENABLED", "False")
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::null());
+    if let Some(limit) = limit(names, provision.limit.as_deref()) {
+        command.arg("--limit").arg(limit);
+    }
+    if !provision.tags.is_empty() {
+        command.arg("--tags").arg(provision.tags.join(","));
+    }
+    if !provision.extra_vars.is_empty() {
+        // Through a private file, not the command line, where `ps` would show it.
+        let json = serde_json::to_vec(&provision.extra_vars).context("encoding extra_vars")?;
+        write_private(&ws.state_dir.extra_vars(), &json)?;
+        command.arg("--extra-vars").arg(format!("@{}", ws.state_dir.extra_vars().display()));
+    }
+    command.args(&provision.ansible_args).arg(&provision.playbook);
+    output::status("Provisioning", &format!("with {}", provision.playbook.display()));
+    let status = command
+        .status()
+        .await
+        .context("running ansible-playbook")?;
+    if !status.success() {
+        bail!(
+            "ansible-playbook failed ({status}); the machines are still up: fix the playbook and \
+             run `envctl provision`"
+        );
+    }
+    let provisioned: Vec<String> = if names.is_empty() {
+        state.machines.keys().cloned().collect()
+    } else {
+        names.to_vec()
+    };
+    for name in provisioned {
+        if let Some(record) = state.machines.get_mut(&name) {
+            record.provisioned = true;
+        }
+    }
+    ws.state_dir.save(state)
+}
+
+/// Ansible's `--limit`: the machines named, narrowed by the Machinefile's own limit.
+fn limit(names: &[String], manifest_limit: Option<&str>) -> Option<String> {
+    match (names.is_empty(), manifest_limit) {
+        (true, None) => None,
+        (true, Some(limit)) => Some(limit.to_string()),
+        (false, None) => Some(names.join(",")),
+        (false, Some(limit)) => Some(format!("{},&{limit}", names.join(","))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::limit;
+
+    #[test]
+    fn limit_combines_names_and_the_machinefiles_limit() {
+        let names = ["web1".to_string(), "db1".to_string()];
+        let cases: [(&[String], Option<&str>, Option<&str>); 4] = [
+            (&[], None, None),
+            (&[], Some("web"), Some("web")),
+            (&names, None, Some("web1,db1")),
+            (&names, Some("web"), Some("web1,db1,&web")),
+        ];
+        for (names, manifest, want) in cases {
+            assert_eq!(limit(names, manifest).as_deref(), want, "{names:?} {manifest:?}");
+        }
+    }
+}

@@ -1,0 +1,175 @@
+//! `envctl up`: create and start machines in parallel, wait until every one answers SSH
+//! with the environment's key, write the inventory, then run the playbook once.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use envctl_provider::{Access, MachineState, MachineUp, Provider, ProviderKind};
+use futures_util::future::join_all;
+
+use super::{access, choose_provider, machine_spec, provision, running_provider, Workspace};
+use crate::keys;
+use crate::output::{self, Progress};
+use crate::providers::AnyProvider;
+use crate::ssh::{self, Credentials, SshTarget};
+use crate::state::MachineRecord;
+
+/// How long one machine may take from `up` to answering SSH.
+const READY_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub struct UpOptions {
+    /// Machines to bring up; all when empty.
+    pub names: Vec<String>,
+    /// The provider asked for on the command line or in ENVCTL_PROVIDER.
+    pub provider: Option<ProviderKind>,
+    /// `--provision` (Some(true)), `--no-provision` (Some(false)), or Vagrant's default:
+    /// provision machines that have not been provisioned since they were created.
+    pub provision: Option<bool>,
+}
+
+pub async fn up(ws: &Workspace, opts: UpOptions) -> Result<()> {
+    // Names are checked before the lock, which creates .envctl/.
+    let selected = ws.select(&opts.names)?;
+    let _lock = ws.state_dir.lock("up")?;
+    let mut state = ws.state_dir.load()?;
+    let kind = choose_provider(opts.provider, &ws.manifest, &state);
+    if let Some(current) = running_provider(&state) {
+        if current != kind && !state.machines.is_empty() {
+            bail!(
+                "environment `{}` runs under the {current} provider; to move it to {kind}, run \
+                 `envctl destroy` and then `envctl up --provider {kind}`",
+                ws.manifest.name
+            );
+        }
+    }
+    let keypair = keys::ensure_keypair(&ws.state_dir, &ws.manifest.name)?;
+    let specs = selected
+        .iter()
+        .map(|machine| machine_spec(ws, machine, kind, &keypair))
+        .collect::<Result<Vec<_>>>()?;
+    let provider = AnyProvider::connect(kind, &ws.manifest).await?;
+    let wanted = provider.capabilities().image_kind;
+    if let Some(spec) = specs.iter().find(|spec| spec.image.kind() != wanted) {
+        bail!("machine `{}`: the {kind} provider cannot boot its image", spec.name);
+    }
+    let env = ws.env_spec(&state);
+    provider.preflight(&env, &specs).await?;
+
+    // From here on resources exist: record the provider first, so an interrupted `up`
+    // is finished, not forgotten, by the next command.
+    state.provider = Some(kind.to_string());
+    ws.state_dir.save(&state)?;
+    access::write_known_hosts(ws)?;
+
+    let existing: HashSet<String> = provider
+        .status(&env)
+        .await?
+        .into_iter()
+        .filter(|machine| machine.state != MachineState::NotCreated)
+        .map(|machine| machine.name)
+        .collect();
+    let names: Vec<String> = specs.iter().map(|spec| spec.name.clone()).collect();
+    let progress = Progress::new(&names);
+    provider.prepare(&env, &specs, &progress).await?;
+
+    let creds = Credentials {
+        private_key: &keypair.private_key_path,
+        known_hosts: &ws.state_dir.known_hosts(),
+    };
+    let results = join_all(specs.iter().map(|spec| async {
+        let up = provider.up(&env, spec, &progress).await?;
+        bring_to_ready(&provider, &env, spec, &up, creds, &progress).await?;
+        Ok::<MachineUp, anyhow::Error>(up)
+    }))
+    .await;
+
+    let mut failures = Vec::new();
+    let mut changed = false;
+    for (spec, result) in specs.iter().zip(results) {
+        match result {
+            Ok(up) => {
+                changed |= up.changed;
+                let provisioned = existing.contains(&spec.name)
+                    && state.machines.get(&spec.name).is_some_and(|record| record.provisioned);
+                state.machines.insert(
+                    spec.name.clone(),
+                    MachineRecord {
+                        id: up.id,
+                        ssh_host: up.endpoint.host,
+                        ssh_port: up.endpoint.port,
+                        provisioned,
+                    },
+                );
+            }
+            Err(err) => failures.push(format!("{}: {err:#}", spec.name)),
+        }
+    }
+    ws.state_dir.save(&state)?;
+    access::write_generated(ws, &state)?;
+    if !failures.is_empty() {
+        bail!(
+            "{} of {} machines did not come up:\n  {}",
+            failures.len(),
+            specs.len(),
+            failures.join("\n  ")
+        );
+    }
+
+    let unprovisioned = names
+        .iter()
+        .any(|name| !state.machines.get(name).is_some_and(|record| record.provisioned));
+    let run_playbook = match opts.provision {
+        Some(asked) => asked,
+        None => unprovisioned,
+    };
+    if !changed && !run_playbook {
+        output::status("Finished", &format!("nothing to do: all {} machines are running", names.len()));
+        return Ok(());
+    }
+    output::status("Ready", &format!("{} machines under {kind}", names.len()));
+    if run_playbook && ws.manifest.provision.is_some() {
+        provision::run(ws, &mut state, &opts.names).await?;
+    }
+    Ok(())
+}
+
+/// Waits for SSH and, for boxes that trust Vagrant's insecure key, swaps in the
+/// environment's own key. A failure says the last thing seen and the machine's log.
+async fn bring_to_ready(
+    provider: &AnyProvider,
+    env: &envctl_provider::EnvironmentSpec,
+    spec: &envctl_provider::MachineSpec,
+    up: &MachineUp,
+    creds: Credentials<'_>,
+    progress: &Progress,
+) -> Result<()> {
+    if up.access == Access::VagrantInsecureKey {
+        bail!("boxes that trust Vagrant's insecure key are not supported by this build yet");
+    }
+    progress.set(&spec.name, "waiting for ssh");
+    let target = SshTarget {
+        name: &spec.name,
+        user: &spec.user,
+        host: &up.endpoint.host,
+        port: up.endpoint.port,
+    };
+    match ssh::wait_ready(&target, creds, READY_TIMEOUT).await {
+        Ok(()) => {
+            progress.finish(&spec.name, if up.changed { "ready" } else { "already running" });
+            Ok(())
+        }
+        Err(last_seen) => {
+            progress.finish(&spec.name, "failed");
+            let tail = provider
+                .log_tail(env, &spec.name, 20)
+                .await
+                .map(|tail| format!("\n  last lines of its log:\n    {}", tail.trim_end().replace('\n', "\n    ")))
+                .unwrap_or_default();
+            bail!(
+                "no SSH with the environment's key after {}s; last seen: {last_seen}{tail}",
+                READY_TIMEOUT.as_secs()
+            )
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! `.envctl/` beside the Machinefile, like Vagrant's `.vagrant/`: what envctl made and the
+//! secrets it made it with.
+//!
+//! Invariants: the folder is 0700 and every file in it 0600; every write goes to a
+//! temporary file that is renamed into place, so an interrupted command leaves the old
+//! file or the new one, never half of one; commands that change anything hold `lock`.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::output;
+
+pub const DIR_NAME: &str = ".envctl";
+
+/// What envctl remembers of an environment between commands.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct State {
+    /// Random, made once; recorded on every resource so envctl knows its own.
+    pub env_id: String,
+    /// The provider the environment runs under, once `up` has started.
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub machines: BTreeMap<String, MachineRecord>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MachineRecord {
+    /// The provider's id for the machine.
+    pub id: String,
+    /// Where envctl's own SSH connections go.
+    pub ssh_host: String,
+    pub ssh_port: u16,
+    /// Whether the playbook has run on this machine since it was created.
+    #[serde(default)]
+    pub provisioned: bool,
+}
+
+/// The paths of one environment's state folder.
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    pub root: PathBuf,
+}
+
+impl StateDir {
+    pub fn new(project_dir: &Path) -> StateDir {
+        StateDir {
+            root: project_dir.join(DIR_NAME),
+        }
+    }
+
+    pub fn exists(&self) -> bool {
+        self.root.is_dir()
+    }
+
+    pub fn state_file(&self) -> PathBuf {
+        self.root.join("state.json")
+    }
+    pub fn private_key(&self) -> PathBuf {
+        self.root.join("id_ed25519")
+    }
+    pub fn host_key(&self, machine: &str) -> PathBuf {
+        self.root.join("host_keys").join(machine)
+    }
+    pub fn known_hosts(&self) -> PathBuf {
+        self.root.join("known_hosts")
+    }
+    pub fn inventory(&self) -> PathBuf {
+        self.root.join("inventory")
+    }
+    pub fn ssh_config(&self) -> PathBuf {
+        self.root.join("ssh_config")
+    }
+    pub fn extra_vars(&self) -> PathBuf {
+        self.root.join("extra_vars.json")
+    }
+    pub fn console_dir(&self) -> PathBuf {
+        self.root.join("console")
+    }
+
+    /// Makes the folder (0700) if it is missing, and tightens it if it is not.
+    pub fn create(&self) -> Result<()> {
+        create_private_dir(&self.root)
+    }
+
+    /// The saved state, or a fresh one with a new environment id.
+    pub fn load(&self) -> Result<State> {
+        let path = self.state_file();
+        match fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .with_context(|| format!("reading {}: the file is damaged; remove it and run `envctl up` to rebuild it", path.display())),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(State {
+                env_id: crate::keys::random_id(),
+                ..State::default()
+            }),
+            Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    pub fn save(&self, state: &State) -> Result<()> {
+        let json = serde_json::to_vec_pretty(state).context("encoding the state")?;
+        write_private(&self.state_file(), &json)
+    }
+
+    /// Takes the environment's lock, waiting for another envctl that holds it.
+    pub fn lock(&self, command: &str) -> Result<Lock> {
+        self.create()?;
+        let path = self.root.join("lock");
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let holder = fs::read_to_string(&path).unwrap_or_default();
+                let holder = holder.trim();
+                let holder = if holder.is_empty() { "another envctl" } else { holder };
+                output::status("Waiting", &format!("for {holder}, which holds {}", path.display()));
+                file.lock().with_context(|| format!("locking {}", path.display()))?;
+            }
+            Err(TryLockError::Error(err)) => {
+                return Err(err).with_context(|| format!("locking {}", path.display()));
+            }
+        }
+        file.set_len(0).ok();
+        writeln!(file, "envctl {command} (pid {})", std::process::id()).ok();
+        Ok(Lock { _file: file })
+    }
+
+    /// Removes the whole folder: keys, state, everything.
+    pub fn remove(&self) -> Result<()> {
+        match fs::remove_dir_all(&self.root) {
+            Err(err) if err.kind() != std::io::ErrorKind::NotFound => {
+                Err(err).with_context(|| format!("removing {}", self.root.display()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Held while a command changes the environment; dropping it releases the lock.
+pub struct Lock {
+    _file: File,
+}
+
+pub fn create_private_dir(path: &Path) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("restricting {}", path.display()))
+}
+
+/// Writes `contents` to `path` atomically, readable by its owner only.
+pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
+    let dir = path.parent().context("a state file has no folder")?;
+    create_private_dir(dir)?;
+    let name = path.file_name().context("a state file has no name")?;
+    let temp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&temp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+        fs::rename(&temp, path)
+    })();
+    if result.is_err() {
+        fs::remove_file(&temp).ok();
+    }
+    result.with_context(|| format!("writing {}", path.display()))
+}

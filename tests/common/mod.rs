@@ -1,0 +1,150 @@
+//! What the end-to-end tests share: a copy of an example environment in a temporary
+//! folder, envctl run on it, and checks that the services the tests need answer.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// One environment in its own temporary folder; destroyed when dropped.
+pub struct TestEnv {
+    pub dir: PathBuf,
+}
+
+impl TestEnv {
+    /// Copies `environments/<example>` (Machinefile and playbook) to a fresh folder,
+    /// passing the Machinefile's text through `edit`.
+    pub fn copy_of(example: &str, edit: impl Fn(String) -> String) -> TestEnv {
+        let source = repo().join("environments").join(example);
+        // Tests of one binary run at once: each environment gets a folder of its own.
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let serial = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("envctl-test-{example}-{}-{serial}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        for entry in fs::read_dir(&source).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap();
+            if path.is_file() && name != "inventory" {
+                fs::copy(&path, dir.join(name)).unwrap();
+            }
+        }
+        let machinefile = dir.join("Machinefile");
+        fs::write(&machinefile, edit(fs::read_to_string(&machinefile).unwrap())).unwrap();
+        TestEnv { dir }
+    }
+
+    /// Runs envctl in the environment's folder, without a terminal.
+    pub fn envctl(&self, args: &[&str]) -> Output {
+        envctl_in(&self.dir, args)
+    }
+
+    /// Runs envctl and fails the test, showing its output, unless it succeeds.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let output = self.envctl(args);
+        assert!(output.status.success(), "envctl {args:?} failed:\n{}", show(&output));
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Runs a command on a machine over `envctl ssh` and returns its stdout.
+    pub fn ssh(&self, machine: &str, command: &str) -> String {
+        self.ok(&["ssh", machine, "--", command]).trim().to_string()
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.dir.join(".envctl")
+    }
+
+    /// The environment id envctl recorded, which every resource carries.
+    pub fn env_id(&self) -> String {
+        let state: serde_json::Value =
+            serde_json::from_slice(&fs::read(self.state_dir().join("state.json")).unwrap()).unwrap();
+        state["env_id"].as_str().unwrap().to_string()
+    }
+
+    pub fn status_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).unwrap()
+    }
+
+    /// Each machine's state, by name.
+    pub fn states(&self) -> Vec<(String, String)> {
+        let status = self.status_json();
+        status["machines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| (m["name"].as_str().unwrap().to_string(), m["state"].as_str().unwrap().to_string()))
+            .collect()
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if self.state_dir().exists() {
+            let _ = self.envctl(&["destroy", "--force"]);
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn envctl_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_envctl"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("ENVCTL_PROVIDER")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+pub fn show(output: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout\n{}--- stderr\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Fails the test, saying what to start, unless the Docker Engine answers and the base
+/// image the default recipe builds on is there.
+pub fn require_docker() {
+    let answers = Command::new("docker")
+        .args(["version", "--format", "{{.Server.Version}}"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    assert!(answers, "the Docker Engine does not answer: run scripts/ensure-docker (or start dockerd)");
+    let base = Command::new("docker")
+        .args(["image", "inspect", "debian:bookworm"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    assert!(base, "the base image debian:bookworm is missing: run images/docker-base/build");
+}
+
+/// Fails the test unless `ansible-playbook` runs.
+pub fn require_ansible() {
+    let runs = Command::new("ansible-playbook")
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    assert!(runs, "ansible-playbook is missing: run scripts/ensure-ansible");
+}
+
+/// Names of Docker objects of `kind` (container, network, volume) carrying `label`.
+pub fn docker_objects(kind: &str, label: &str) -> Vec<String> {
+    let mut args = vec![kind, "ls", "--quiet", "--filter"];
+    let filter = format!("label={label}");
+    args.push(&filter);
+    if kind == "container" {
+        args.push("--all");
+    }
+    let output = Command::new("docker").args(&args).output().unwrap();
+    assert!(output.status.success(), "docker {args:?}: {}", show(&output));
+    String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect()
+}

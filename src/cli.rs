@@ -6,7 +6,11 @@ use clap::{Args, Parser, Subcommand};
 use envctl_provider::ProviderKind;
 
 #[derive(Debug, Parser)]
-#[command(name = "envctl", version, about = "Bring up multi-machine development environments from one Machinefile")]
+#[command(
+    name = "envctl",
+    version,
+    about = "Bring up multi-machine development environments from one Machinefile"
+)]
 pub struct Cli {
     /// The Machinefile to use, instead of the nearest one from the current folder up
     #[arg(short = 'f', long = "file", value_name = "FILE")]
@@ -38,6 +42,38 @@ pub enum Command {
     Inventory(InventoryArgs),
     /// Check the Machinefile and report every problem in it
     Validate,
+    /// Manage Vagrant boxes for the libvirt and VirtualBox providers
+    #[command(subcommand)]
+    Box(BoxCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BoxCommand {
+    /// Add a box from a `.box` file (Vagrant's format)
+    Add {
+        /// The box's name, e.g. debian/bookworm64
+        name: String,
+        /// The `.box` file
+        file: PathBuf,
+        /// The version to record it under
+        #[arg(long = "box-version", default_value = "0")]
+        version: String,
+        /// Replace the box if it is already added
+        #[arg(long)]
+        force: bool,
+    },
+    /// List the boxes of envctl's store and of Vagrant's
+    List,
+    /// Remove a box from envctl's store
+    Remove {
+        name: String,
+        /// Only the box for this provider
+        #[arg(long)]
+        provider: Option<String>,
+        /// Only this version
+        #[arg(long = "box-version")]
+        version: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -85,7 +85,10 @@ impl Inventory<'_> {
         let machine = self.machines.iter().find(|machine| machine.name == name)?;
         let mut vars = self.host_vars(machine);
         if let Value::Object(map) = &mut vars {
-            map.insert("ansible_ssh_common_args".into(), self.ssh_common_args().into());
+            map.insert(
+                "ansible_ssh_common_args".into(),
+                self.ssh_common_args().into(),
+            );
         }
         Some(vars)
     }
@@ -148,7 +151,9 @@ fn ini_value(value: &Value) -> String {
 fn is_plain_word(text: &str) -> bool {
     let mut chars = text.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '/' || c == '_')
-        && text.chars().all(|c| c.is_ascii_alphanumeric() || "/_.-:@".contains(c))
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/_.-:@".contains(c))
         && !matches!(text, "True" | "False" | "None")
 }
 
@@ -164,7 +169,9 @@ fn python_literal(value: &Value) -> String {
         Value::Object(map) => {
             let items: Vec<String> = map
                 .iter()
-                .map(|(key, value)| format!("{}: {}", Value::String(key.clone()), python_literal(value)))
+                .map(|(key, value)| {
+                    format!("{}: {}", Value::String(key.clone()), python_literal(value))
+                })
                 .collect();
             format!("{{{}}}", items.join(", "))
         }
@@ -212,9 +219,19 @@ mod tests {
 
     fn machines() -> Vec<Machine> {
         vec![
-            machine("web1", "192.168.56.11", &["web"], json!({"http_port": 8080, "tier": "front end"})),
+            machine(
+                "web1",
+                "192.168.56.11",
+                &["web"],
+                json!({"http_port": 8080, "tier": "front end"}),
+            ),
             machine("web2", "192.168.56.12", &["web"], json!({})),
-            machine("db1", "192.168.56.13", &["db"], json!({"primary": true, "opts": ["a", 1]})),
+            machine(
+                "db1",
+                "192.168.56.13",
+                &["db"],
+                json!({"primary": true, "opts": ["a", 1]}),
+            ),
             machine("tool", "192.168.56.14", &[], json!({"count": "3"})),
         ]
     }
@@ -284,7 +301,10 @@ ansible_ssh_common_args=\"-o UserKnownHostsFile='/p q/.envctl/known_hosts' -o St
         assert_eq!(web1["http_port"], 8080);
         let host = inventory(&machines).host_json("db1").unwrap();
         assert_eq!(host["primary"], true);
-        assert!(host["ansible_ssh_common_args"].as_str().unwrap().contains("StrictHostKeyChecking=yes"));
+        assert!(host["ansible_ssh_common_args"]
+            .as_str()
+            .unwrap()
+            .contains("StrictHostKeyChecking=yes"));
         assert!(inventory(&machines).host_json("nope").is_none());
     }
 }

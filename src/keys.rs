@@ -24,8 +24,14 @@ pub struct Keypair {
 pub fn ensure_keypair(dir: &StateDir, env_name: &str) -> Result<Keypair> {
     let path = dir.private_key();
     let key = load_or_make(&path, &format!("envctl {env_name}"))?;
-    let public_openssh = key.public_key().to_openssh().context("encoding the public key")?;
-    write_private(&path.with_extension("pub"), format!("{public_openssh}\n").as_bytes())?;
+    let public_openssh = key
+        .public_key()
+        .to_openssh()
+        .context("encoding the public key")?;
+    write_private(
+        &path.with_extension("pub"),
+        format!("{public_openssh}\n").as_bytes(),
+    )?;
     Ok(Keypair {
         private_key_path: path,
         public_openssh,
@@ -41,7 +47,10 @@ pub fn ensure_host_key(dir: &StateDir, env_name: &str, machine: &str) -> Result<
             .to_openssh(LineEnding::LF)
             .context("encoding a host key")?
             .to_string(),
-        public_openssh: key.public_key().to_openssh().context("encoding a host key")?,
+        public_openssh: key
+            .public_key()
+            .to_openssh()
+            .context("encoding a host key")?,
     })
 }
 
@@ -54,8 +63,12 @@ pub fn random_id() -> String {
 
 fn load_or_make(path: &Path, comment: &str) -> Result<PrivateKey> {
     match fs::read_to_string(path) {
-        Ok(text) => PrivateKey::from_openssh(&text)
-            .with_context(|| format!("reading the key {}: it is damaged; `envctl destroy` starts over", path.display())),
+        Ok(text) => PrivateKey::from_openssh(&text).with_context(|| {
+            format!(
+                "reading the key {}: it is damaged; `envctl destroy` starts over",
+                path.display()
+            )
+        }),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             let mut key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)
                 .context("generating an ed25519 key")?;
@@ -76,14 +89,21 @@ mod tests {
     fn keys_are_made_once_and_private() {
         use std::os::unix::fs::PermissionsExt;
         let temp = std::env::temp_dir().join(format!("envctl-keys-{}", random_id()));
-        let dir = StateDir { root: temp.join(".envctl") };
+        let dir = StateDir {
+            root: temp.join(".envctl"),
+        };
         let first = ensure_keypair(&dir, "demo").unwrap();
         let again = ensure_keypair(&dir, "demo").unwrap();
         assert_eq!(first.public_openssh, again.public_openssh);
         assert!(first.public_openssh.starts_with("ssh-ed25519 "));
         let host = ensure_host_key(&dir, "demo", "web1").unwrap();
         assert_eq!(host, ensure_host_key(&dir, "demo", "web1").unwrap());
-        assert_ne!(host.public_openssh, ensure_host_key(&dir, "demo", "web2").unwrap().public_openssh);
+        assert_ne!(
+            host.public_openssh,
+            ensure_host_key(&dir, "demo", "web2")
+                .unwrap()
+                .public_openssh
+        );
         for path in [dir.root.clone(), dir.private_key(), dir.host_key("web1")] {
             let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o077;
             assert_eq!(mode, 0, "{} is readable by others", path.display());

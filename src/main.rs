@@ -1,5 +1,6 @@
 //! The `envctl` binary: glue between the command line and the `ops` layer.
 
+mod boxes;
 mod cli;
 mod commands;
 mod inventory;
@@ -23,7 +24,10 @@ const EXIT_BAD_INPUT: u8 = 2;
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
     output::set_verbosity(cli.verbose);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             output::error(&format!("starting the async runtime: {err}"));

@@ -78,8 +78,9 @@ impl Progress {
         }
         let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
         let width = machines.iter().map(String::len).max().unwrap_or(0);
-        let style = ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg} {elapsed:>4}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let style =
+            ProgressStyle::with_template("{spinner} {prefix:.bold} {wide_msg} {elapsed:>4}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner());
         let bars = machines
             .iter()
             .map(|name| {
@@ -115,7 +116,11 @@ impl Progress {
                 }
                 last.insert(machine.to_string(), what.to_string());
                 let elapsed = self.started.elapsed().as_secs_f32();
-                writeln!(std::io::stderr().lock(), "{machine}: {what} ({elapsed:.1}s)").ok();
+                writeln!(
+                    std::io::stderr().lock(),
+                    "{machine}: {what} ({elapsed:.1}s)"
+                )
+                .ok();
             }
         }
     }

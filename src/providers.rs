@@ -3,8 +3,8 @@
 
 use envctl_docker::DockerProvider;
 use envctl_provider::{
-    Capabilities, EnvironmentSpec, MachineSpec, MachineStatus, MachineUp, Provider,
-    ProviderError, ProviderKind, Report,
+    Capabilities, EnvironmentSpec, MachineSpec, MachineStatus, MachineUp, Provider, ProviderError,
+    ProviderKind, Report,
 };
 
 use crate::manifest::Manifest;
@@ -24,7 +24,10 @@ macro_rules! dispatch {
 
 impl AnyProvider {
     /// Connects to the backend `kind`, or says why it cannot.
-    pub async fn connect(kind: ProviderKind, _manifest: &Manifest) -> Result<AnyProvider, ProviderError> {
+    pub async fn connect(
+        kind: ProviderKind,
+        _manifest: &Manifest,
+    ) -> Result<AnyProvider, ProviderError> {
         match kind {
             ProviderKind::Docker => Ok(AnyProvider::Docker(DockerProvider::connect().await?)),
             ProviderKind::Libvirt => Err(ProviderError::NotCompiled {
@@ -48,15 +51,29 @@ impl Provider for AnyProvider {
         dispatch!(self, p => p.capabilities())
     }
 
-    async fn preflight(&self, env: &EnvironmentSpec, machines: &[MachineSpec]) -> Result<(), ProviderError> {
+    async fn preflight(
+        &self,
+        env: &EnvironmentSpec,
+        machines: &[MachineSpec],
+    ) -> Result<(), ProviderError> {
         dispatch!(self, p => p.preflight(env, machines).await)
     }
 
-    async fn prepare(&self, env: &EnvironmentSpec, machines: &[MachineSpec], report: &dyn Report) -> Result<(), ProviderError> {
+    async fn prepare(
+        &self,
+        env: &EnvironmentSpec,
+        machines: &[MachineSpec],
+        report: &dyn Report,
+    ) -> Result<(), ProviderError> {
         dispatch!(self, p => p.prepare(env, machines, report).await)
     }
 
-    async fn up(&self, env: &EnvironmentSpec, machine: &MachineSpec, report: &dyn Report) -> Result<MachineUp, ProviderError> {
+    async fn up(
+        &self,
+        env: &EnvironmentSpec,
+        machine: &MachineSpec,
+        report: &dyn Report,
+    ) -> Result<MachineUp, ProviderError> {
         dispatch!(self, p => p.up(env, machine, report).await)
     }
 

@@ -92,8 +92,12 @@ impl StateDir {
     pub fn load(&self) -> Result<State> {
         let path = self.state_file();
         match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .with_context(|| format!("reading {}: the file is damaged; remove it and run `envctl up` to rebuild it", path.display())),
+            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
+                format!(
+                    "reading {}: the file is damaged; remove it and run `envctl up` to rebuild it",
+                    path.display()
+                )
+            }),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(State {
                 env_id: crate::keys::random_id(),
                 ..State::default()
@@ -124,9 +128,17 @@ impl StateDir {
             Err(TryLockError::WouldBlock) => {
                 let holder = fs::read_to_string(&path).unwrap_or_default();
                 let holder = holder.trim();
-                let holder = if holder.is_empty() { "another envctl" } else { holder };
-                output::status("Waiting", &format!("for {holder}, which holds {}", path.display()));
-                file.lock().with_context(|| format!("locking {}", path.display()))?;
+                let holder = if holder.is_empty() {
+                    "another envctl"
+                } else {
+                    holder
+                };
+                output::status(
+                    "Waiting",
+                    &format!("for {holder}, which holds {}", path.display()),
+                );
+                file.lock()
+                    .with_context(|| format!("locking {}", path.display()))?;
             }
             Err(TryLockError::Error(err)) => {
                 return Err(err).with_context(|| format!("locking {}", path.display()));
@@ -168,7 +180,11 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
     let dir = path.parent().context("a state file has no folder")?;
     create_private_dir(dir)?;
     let name = path.file_name().context("a state file has no name")?;
-    let temp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
+    let temp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)

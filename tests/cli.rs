@@ -11,13 +11,31 @@ use common::{envctl_in, repo, show};
 fn a_bad_machinefile_exits_2_and_creates_nothing() {
     let dir = std::env::temp_dir().join(format!("envctl-cli-bad-{}", std::process::id()));
     fs::create_dir_all(&dir).unwrap();
-    fs::copy(repo().join("tests/bad-machinefiles/duplicates.yaml"), dir.join("Machinefile")).unwrap();
-    for args in [&["validate"][..], &["up"], &["up", "--provider", "docker"], &["status"], &["destroy", "-f"]] {
+    fs::copy(
+        repo().join("tests/bad-machinefiles/duplicates.yaml"),
+        dir.join("Machinefile"),
+    )
+    .unwrap();
+    for args in [
+        &["validate"][..],
+        &["up"],
+        &["up", "--provider", "docker"],
+        &["status"],
+        &["destroy", "-f"],
+    ] {
         let output = envctl_in(&dir, args);
-        assert_eq!(output.status.code(), Some(2), "envctl {args:?}: {}", show(&output));
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "envctl {args:?}: {}",
+            show(&output)
+        );
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(stderr.contains("Machinefile:12: machine `c`, field `ip`: 10.1.0.2 is already the address of machine `a`"), "{stderr}");
-        assert!(!dir.join(".envctl").exists(), "envctl {args:?} created state");
+        assert!(
+            !dir.join(".envctl").exists(),
+            "envctl {args:?} created state"
+        );
     }
     fs::remove_dir_all(&dir).unwrap();
 }
@@ -26,11 +44,24 @@ fn a_bad_machinefile_exits_2_and_creates_nothing() {
 fn the_machinefile_is_found_in_parent_folders() {
     let nested = std::env::temp_dir().join(format!("envctl-cli-nested-{}", std::process::id()));
     fs::create_dir_all(nested.join("a/b")).unwrap();
-    fs::write(nested.join("Machinefile"), "name: nested\nnetwork: {subnet: 10.9.0.0/24}\nmachines:\n  - {name: m, ip: 10.9.0.5}\n").unwrap();
+    fs::write(
+        nested.join("Machinefile"),
+        "name: nested\nnetwork: {subnet: 10.9.0.0/24}\nmachines:\n  - {name: m, ip: 10.9.0.5}\n",
+    )
+    .unwrap();
     let output = envctl_in(&nested.join("a/b"), &["validate"]);
     assert!(output.status.success(), "{}", show(&output));
     assert!(String::from_utf8_lossy(&output.stderr).contains("1 machines (m)"));
-    let output = envctl_in(&std::env::temp_dir(), &["-f", nested.join("Machinefile").to_str().unwrap(), "inventory", "--host", "m"]);
+    let output = envctl_in(
+        &std::env::temp_dir(),
+        &[
+            "-f",
+            nested.join("Machinefile").to_str().unwrap(),
+            "inventory",
+            "--host",
+            "m",
+        ],
+    );
     let host: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(host["ansible_host"], "10.9.0.5");
     fs::remove_dir_all(&nested).unwrap();
@@ -40,21 +71,35 @@ fn the_machinefile_is_found_in_parent_folders() {
 fn unknown_machines_and_providers_are_refused_before_anything_happens() {
     let example = repo().join("environments/example");
     let cases: [(&[&str], &str); 3] = [
-        (&["up", "web9"], "has no machine `web9`; its machines are: web1, web2, db1"),
+        (
+            &["up", "web9"],
+            "has no machine `web9`; its machines are: web1, web2, db1",
+        ),
         (&["up", "--provider", "podman"], "unknown provider `podman`"),
         (&["ssh", "nope"], "has no machine `nope`"),
     ];
     for (args, message) in cases {
         let output = envctl_in(&example, args);
         assert!(!output.status.success(), "envctl {args:?} passed");
-        assert!(String::from_utf8_lossy(&output.stderr).contains(message), "envctl {args:?}: {}", show(&output));
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains(message),
+            "envctl {args:?}: {}",
+            show(&output)
+        );
     }
-    assert!(!example.join(".envctl").exists(), "state was created in the example environment");
+    assert!(
+        !example.join(".envctl").exists(),
+        "state was created in the example environment"
+    );
 }
 
 #[test]
 fn destroy_without_a_terminal_needs_force() {
     let output = envctl_in(&repo().join("environments/example"), &["destroy"]);
     assert!(!output.status.success());
-    assert!(String::from_utf8_lossy(&output.stderr).contains("pass --force"), "{}", show(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("pass --force"),
+        "{}",
+        show(&output)
+    );
 }

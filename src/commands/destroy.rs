@@ -9,7 +9,9 @@ use crate::output;
 pub async fn run(ws: &Workspace, args: DestroyArgs) -> Result<()> {
     if !args.force {
         if !std::io::stdin().is_terminal() {
-            bail!("destroy asks for confirmation, and there is no terminal to ask at: pass --force");
+            bail!(
+                "destroy asks for confirmation, and there is no terminal to ask at: pass --force"
+            );
         }
         let what = if args.names.is_empty() {
             format!("every machine of environment `{}`", ws.manifest.name)

@@ -1,5 +1,6 @@
 //! One thin function per verb: turn flags into options, load the workspace, call `ops`.
 
+mod boxes;
 mod destroy;
 mod status;
 
@@ -10,6 +11,10 @@ use crate::ops::{self, InventoryFormat, UpOptions, Workspace};
 use crate::output;
 
 pub async fn run(cli: Cli) -> Result<()> {
+    // Boxes belong to the user, not to an environment: no Machinefile needed.
+    if let Command::Box(command) = cli.command {
+        return boxes::run(command);
+    }
     let ws = Workspace::load(cli.file.as_deref())?;
     match cli.command {
         Command::Up(args) => {
@@ -18,7 +23,15 @@ pub async fn run(cli: Cli) -> Result<()> {
                 (_, true) => Some(false),
                 _ => None,
             };
-            ops::up(&ws, UpOptions { names: args.names, provider: args.provider, provision }).await
+            ops::up(
+                &ws,
+                UpOptions {
+                    names: args.names,
+                    provider: args.provider,
+                    provision,
+                },
+            )
+            .await
         }
         Command::Provision(args) => ops::provision(&ws, &args.names).await,
         Command::Halt(args) => ops::halt(&ws, &args.names).await,
@@ -39,12 +52,23 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Validate => {
-            let names: Vec<&str> = ws.manifest.machines.iter().map(|m| m.name.as_str()).collect();
+            let names: Vec<&str> = ws
+                .manifest
+                .machines
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect();
             output::status(
                 "Valid",
-                &format!("{}: {} machines ({})", ws.manifest.path.display(), names.len(), names.join(", ")),
+                &format!(
+                    "{}: {} machines ({})",
+                    ws.manifest.path.display(),
+                    names.len(),
+                    names.join(", ")
+                ),
             );
             Ok(())
         }
+        Command::Box(_) => unreachable!("handled above"),
     }
 }

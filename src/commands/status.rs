@@ -12,11 +12,27 @@ pub async fn run(ws: &Workspace, args: StatusArgs) -> Result<()> {
         return Ok(());
     }
     let provider = report.provider.as_deref().unwrap_or("none yet");
-    let width = report.machines.iter().map(|m| m.name.len()).max().unwrap_or(0).max(20);
-    let mut text = format!("Current machine states ({}, provider {provider}):\n\n", report.environment);
+    let width = report
+        .machines
+        .iter()
+        .map(|m| m.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(20);
+    let mut text = format!(
+        "Current machine states ({}, provider {provider}):\n\n",
+        report.environment
+    );
     for machine in &report.machines {
-        let note = if machine.in_machinefile { "" } else { "  (not in the Machinefile)" };
-        text.push_str(&format!("{:width$}  {:12} {}{note}\n", machine.name, machine.state, machine.ip));
+        let note = if machine.in_machinefile {
+            ""
+        } else {
+            "  (not in the Machinefile)"
+        };
+        text.push_str(&format!(
+            "{:width$}  {:12} {}{note}\n",
+            machine.name, machine.state, machine.ip
+        ));
     }
     output::data(&text);
     Ok(())

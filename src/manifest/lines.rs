@@ -25,7 +25,10 @@ impl LineIndex {
             let line = span.start.line();
             match event {
                 Event::Scalar(value, ..) => {
-                    if let Some(Frame::Mapping { key: key @ None, .. }) = stack.last_mut() {
+                    if let Some(Frame::Mapping {
+                        key: key @ None, ..
+                    }) = stack.last_mut()
+                    {
                         *key = Some(value.into_owned());
                         continue;
                     }
@@ -80,8 +83,12 @@ impl LineIndex {
 
 enum Frame {
     /// `key` is the key whose value comes next, once it has been read.
-    Mapping { key: Option<String> },
-    Sequence { next: usize },
+    Mapping {
+        key: Option<String>,
+    },
+    Sequence {
+        next: usize,
+    },
 }
 
 /// A value is complete: the enclosing mapping waits for a new key, the list moves on.

@@ -6,9 +6,9 @@
 
 mod lines;
 mod raw;
-mod validate;
 #[cfg(test)]
 mod tests;
+mod validate;
 
 use std::collections::BTreeMap;
 use std::fmt;

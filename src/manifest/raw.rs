@@ -90,7 +90,14 @@ pub struct RawProvision {
 pub const KNOWN_FIELDS: &[(&str, &[&str])] = &[
     (
         "",
-        &["name", "provider", "network", "defaults", "machines", "provision"],
+        &[
+            "name",
+            "provider",
+            "network",
+            "defaults",
+            "machines",
+            "provision",
+        ],
     ),
     ("network", &["subnet", "gateway"]),
     (
@@ -103,7 +110,15 @@ pub const KNOWN_FIELDS: &[(&str, &[&str])] = &[
     (
         "machines.*",
         &[
-            "name", "ip", "hostname", "cpus", "memory", "groups", "vars", "docker", "libvirt",
+            "name",
+            "ip",
+            "hostname",
+            "cpus",
+            "memory",
+            "groups",
+            "vars",
+            "docker",
+            "libvirt",
             "virtualbox",
         ],
     ),

@@ -45,7 +45,10 @@ fn every_bad_machinefile_gives_its_expected_problems() {
         }
         let expected = fs::read_to_string(&expected_path).unwrap_or_default();
         if got != expected {
-            failures.push(format!("{}:\n--- expected\n{expected}--- got\n{got}", case.display()));
+            failures.push(format!(
+                "{}:\n--- expected\n{expected}--- got\n{got}",
+                case.display()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -54,7 +57,10 @@ fn every_bad_machinefile_gives_its_expected_problems() {
 #[test]
 fn the_documented_example_and_the_example_environment_are_valid() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for path in [root.join("Machinefile.example"), root.join("environments/example/Machinefile")] {
+    for path in [
+        root.join("Machinefile.example"),
+        root.join("environments/example/Machinefile"),
+    ] {
         let text = fs::read_to_string(&path).unwrap();
         let manifest = parse(&path, &text).unwrap_or_else(|err| panic!("{err}"));
         assert!(!manifest.machines.is_empty());

@@ -28,20 +28,22 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
         list: Vec::new(),
     };
     if text.trim().is_empty() {
-        problems.top("", "the file is empty: see Machinefile.example for what goes in it");
+        problems.top(
+            "",
+            "the file is empty: see Machinefile.example for what goes in it",
+        );
         return Err(problems.into_error(path));
     }
     let mut unknown = Vec::new();
     let deserializer = serde_yaml::Deserializer::from_str(text);
-    let raw: RawManifest = match serde_ignored::deserialize(deserializer, |field| {
-        unknown.push(field.to_string())
-    }) {
-        Ok(raw) => raw,
-        Err(err) => {
-            problems.list.push(serde_problem(&err));
-            return Err(problems.into_error(path));
-        }
-    };
+    let raw: RawManifest =
+        match serde_ignored::deserialize(deserializer, |field| unknown.push(field.to_string())) {
+            Ok(raw) => raw,
+            Err(err) => {
+                problems.list.push(serde_problem(&err));
+                return Err(problems.into_error(path));
+            }
+        };
     for field in unknown {
         problems.unknown_field(&field, &raw);
     }
@@ -68,7 +70,10 @@ fn serde_problem(err: &serde_yaml::Error) -> Problem {
         Some((path, rest)) if !path.contains(' ') => (path.to_string(), rest.to_string()),
         _ => (String::new(), message),
     };
-    let (machine, field) = match path.strip_prefix("machines[").and_then(|rest| rest.split_once("].")) {
+    let (machine, field) = match path
+        .strip_prefix("machines[")
+        .and_then(|rest| rest.split_once("]."))
+    {
         Some((index, field)) => {
             let number = index.parse::<usize>().map_or(0, |index| index + 1);
             (Some(format!("#{number}")), field.to_string())
@@ -156,7 +161,8 @@ impl Problems<'_> {
     }
 
     fn into_error(mut self, path: &Path) -> ManifestError {
-        self.list.sort_by_key(|problem| problem.line.unwrap_or(usize::MAX));
+        self.list
+            .sort_by_key(|problem| problem.line.unwrap_or(usize::MAX));
         ManifestError {
             path: path.to_path_buf(),
             problems: self.list,
@@ -188,7 +194,10 @@ fn build(raw: &RawManifest, path: &Path, dir: &Path, problems: &mut Problems) ->
             None
         }
         Some(name) if !is_resource_name(name) => {
-            problems.top("name", format!("`{name}` cannot prefix resource names: {RESOURCE_NAME_RULE}"));
+            problems.top(
+                "name",
+                format!("`{name}` cannot prefix resource names: {RESOURCE_NAME_RULE}"),
+            );
             None
         }
         Some(name) => Some(name.clone()),
@@ -220,7 +229,10 @@ fn build(raw: &RawManifest, path: &Path, dir: &Path, problems: &mut Problems) ->
 
 fn network(raw: &RawManifest, problems: &mut Problems) -> Option<NetworkSpec> {
     let Some(network) = &raw.network else {
-        problems.top("network", "missing: give the environment's `subnet`, e.g. 192.168.56.0/24");
+        problems.top(
+            "network",
+            "missing: give the environment's `subnet`, e.g. 192.168.56.0/24",
+        );
         return None;
     };
     let Some(text) = &network.subnet else {
@@ -230,24 +242,36 @@ fn network(raw: &RawManifest, problems: &mut Problems) -> Option<NetworkSpec> {
     let subnet = match text.parse::<Ipv4Network>() {
         Ok(subnet) if text.contains('/') => subnet,
         _ => {
-            problems.top("network.subnet", format!("`{text}` is not an IPv4 subnet in CIDR form, e.g. 192.168.56.0/24"));
+            problems.top(
+                "network.subnet",
+                format!("`{text}` is not an IPv4 subnet in CIDR form, e.g. 192.168.56.0/24"),
+            );
             return None;
         }
     };
     if subnet.prefix() > 29 {
-        problems.top("network.subnet", format!("{subnet} is too small: use a /29 or larger"));
+        problems.top(
+            "network.subnet",
+            format!("{subnet} is too small: use a /29 or larger"),
+        );
         return None;
     }
     if subnet.ip() != subnet.network() {
         let fixed = Ipv4Network::new(subnet.network(), subnet.prefix()).ok()?;
-        problems.top("network.subnet", format!("{subnet} has host bits set, did you mean {fixed}?"));
+        problems.top(
+            "network.subnet",
+            format!("{subnet} has host bits set, did you mean {fixed}?"),
+        );
         return None;
     }
     let gateway = match &network.gateway {
         None => subnet.nth(1)?,
         Some(text) => match text.parse::<Ipv4Addr>() {
             Err(_) => {
-                problems.top("network.gateway", format!("`{text}` is not an IPv4 address"));
+                problems.top(
+                    "network.gateway",
+                    format!("`{text}` is not an IPv4 address"),
+                );
                 return None;
             }
             Ok(gateway) => {
@@ -285,7 +309,11 @@ struct Defaults {
 fn defaults(raw: &RawDefaults, problems: &mut Problems) -> Defaults {
     let cpus = raw
         .cpus
-        .and_then(|cpus| check_cpus(cpus).map_err(|why| problems.top("defaults.cpus", why)).ok())
+        .and_then(|cpus| {
+            check_cpus(cpus)
+                .map_err(|why| problems.top("defaults.cpus", why))
+                .ok()
+        })
         .unwrap_or(DEFAULT_CPUS);
     let memory_mib = raw
         .memory
@@ -297,13 +325,20 @@ fn defaults(raw: &RawDefaults, problems: &mut Problems) -> Defaults {
         .unwrap_or(DEFAULT_MEMORY_MIB);
     let user = match &raw.user {
         Some(user) if !is_user_name(user) => {
-            problems.top("defaults.user", format!("`{user}` is not a valid user name"));
+            problems.top(
+                "defaults.user",
+                format!("`{user}` is not a valid user name"),
+            );
             DEFAULT_USER.to_string()
         }
         Some(user) => user.clone(),
         None => DEFAULT_USER.to_string(),
     };
-    Defaults { cpus, memory_mib, user }
+    Defaults {
+        cpus,
+        memory_mib,
+        user,
+    }
 }
 
 fn libvirt_options(raw: &RawDefaults, problems: &mut Problems) -> LibvirtOptions {
@@ -315,7 +350,10 @@ fn libvirt_options(raw: &RawDefaults, problems: &mut Problems) -> LibvirtOptions
         Some("kvm") => Accel::Kvm,
         Some("tcg") => Accel::Tcg,
         Some(other) => {
-            problems.top("defaults.libvirt.accel", format!("`{other}` is not one of auto, kvm, tcg"));
+            problems.top(
+                "defaults.libvirt.accel",
+                format!("`{other}` is not one of auto, kvm, tcg"),
+            );
             Accel::Auto
         }
     };
@@ -350,14 +388,21 @@ fn machines(
 ) -> Vec<Machine> {
     let list = raw.machines.as_deref().unwrap_or_default();
     if list.is_empty() {
-        problems.top("machines", "the environment has no machines: list at least one");
+        problems.top(
+            "machines",
+            "the environment has no machines: list at least one",
+        );
         return Vec::new();
     }
     let mut seen = Seen::default();
     let mut machines = Vec::new();
     for (index, raw_machine) in list.iter().enumerate() {
         let label = machine_label(raw, index);
-        let mut check = MachineCheck { index, label: &label, problems };
+        let mut check = MachineCheck {
+            index,
+            label: &label,
+            problems,
+        };
         if let Some(machine) = machine(raw_machine, raw, network, defaults, dir, &mut check) {
             seen.check(&machine, &mut check);
             machines.push(machine);
@@ -367,7 +412,14 @@ fn machines(
     for (index, machine) in machines.iter().enumerate() {
         for group in &machine.groups {
             if names.contains(&group.as_str()) {
-                problems.machine(index, &machine.name, "groups", format!("group `{group}` has the name of a machine; Ansible cannot tell them apart"));
+                problems.machine(
+                    index,
+                    &machine.name,
+                    "groups",
+                    format!(
+                        "group `{group}` has the name of a machine; Ansible cannot tell them apart"
+                    ),
+                );
             }
         }
     }
@@ -382,7 +434,8 @@ struct MachineCheck<'a, 'b> {
 
 impl MachineCheck<'_, '_> {
     fn fail(&mut self, field: &str, message: impl Into<String>) {
-        self.problems.machine(self.index, self.label, field, message);
+        self.problems
+            .machine(self.index, self.label, field, message);
     }
 }
 
@@ -401,11 +454,20 @@ impl Seen {
             check.fail("name", format!("`{first}` names two machines"));
         }
         if let Some(first) = self.ips.insert(machine.ip, name.clone()) {
-            check.fail("ip", format!("{} is already the address of machine `{first}`", machine.ip));
+            check.fail(
+                "ip",
+                format!("{} is already the address of machine `{first}`", machine.ip),
+            );
         }
         let hostname = machine.hostname.to_ascii_lowercase();
         if let Some(first) = self.hostnames.insert(hostname, name.clone()) {
-            check.fail("hostname", format!("`{}` is already the hostname of machine `{first}`", machine.hostname));
+            check.fail(
+                "hostname",
+                format!(
+                    "`{}` is already the hostname of machine `{first}`",
+                    machine.hostname
+                ),
+            );
         }
     }
 }
@@ -424,7 +486,10 @@ fn machine(
             None
         }
         Some(name) if !is_resource_name(name) => {
-            check.fail("name", format!("`{name}` cannot name a machine: {RESOURCE_NAME_RULE}"));
+            check.fail(
+                "name",
+                format!("`{name}` cannot name a machine: {RESOURCE_NAME_RULE}"),
+            );
             None
         }
         Some(name) => Some(name.clone()),
@@ -444,13 +509,19 @@ fn machine(
     };
     let memory_mib = match raw.memory {
         None => Some(defaults.memory_mib),
-        Some(memory) => check_memory(memory).map_err(|why| check.fail("memory", why)).ok(),
+        Some(memory) => check_memory(memory)
+            .map_err(|why| check.fail("memory", why))
+            .ok(),
     };
     let groups = groups(raw, check);
     let vars = vars(&raw.vars, check);
     let docker = docker_image(
         raw.docker.as_ref().or(manifest.defaults.docker.as_ref()),
-        if raw.docker.is_some() { "docker" } else { "defaults.docker" },
+        if raw.docker.is_some() {
+            "docker"
+        } else {
+            "defaults.docker"
+        },
         dir,
         check,
     );
@@ -458,12 +529,24 @@ fn machine(
         .libvirt
         .as_ref()
         .and_then(|libvirt| libvirt.box_name.clone())
-        .or_else(|| manifest.defaults.libvirt.as_ref().and_then(|l| l.box_name.clone()));
+        .or_else(|| {
+            manifest
+                .defaults
+                .libvirt
+                .as_ref()
+                .and_then(|l| l.box_name.clone())
+        });
     let virtualbox_box = raw
         .virtualbox
         .as_ref()
         .and_then(|virtualbox| virtualbox.box_name.clone())
-        .or_else(|| manifest.defaults.virtualbox.as_ref().and_then(|v| v.box_name.clone()));
+        .or_else(|| {
+            manifest
+                .defaults
+                .virtualbox
+                .as_ref()
+                .and_then(|v| v.box_name.clone())
+        });
     Some(Machine {
         name: name?,
         hostname: hostname?,
@@ -485,7 +568,10 @@ fn machine_ip(
     check: &mut MachineCheck,
 ) -> Option<Ipv4Addr> {
     let Some(text) = &raw.ip else {
-        check.fail("ip", "missing: every machine needs a static IP inside the subnet");
+        check.fail(
+            "ip",
+            "missing: every machine needs a static IP inside the subnet",
+        );
         return None;
     };
     let Ok(ip) = text.parse::<Ipv4Addr>() else {
@@ -511,7 +597,10 @@ fn groups(raw: &RawMachine, check: &mut MachineCheck) -> Option<Vec<String>> {
             check.fail("groups", format!("`{group}` is not a valid Ansible group name: use letters, digits and underscores, not starting with a digit"));
             ok = false;
         } else if group == "all" || group == "ungrouped" {
-            check.fail("groups", format!("`{group}` is Ansible's own group; every host is in it already"));
+            check.fail(
+                "groups",
+                format!("`{group}` is Ansible's own group; every host is in it already"),
+            );
             ok = false;
         }
     }
@@ -525,7 +614,9 @@ fn vars(
     raw: &BTreeMap<String, serde_yaml::Value>,
     check: &mut MachineCheck,
 ) -> Option<BTreeMap<String, serde_json::Value>> {
-    to_json_vars(raw).map_err(|(field, why)| check.fail(&format!("vars.{field}"), why)).ok()
+    to_json_vars(raw)
+        .map_err(|(field, why)| check.fail(&format!("vars.{field}"), why))
+        .ok()
 }
 
 /// Ansible variables as JSON values, which both inventory formats can carry.
@@ -566,7 +657,10 @@ fn docker_image(
         (None, Some(build)) => {
             let folder = dir.join(build);
             if !folder.join("Dockerfile").is_file() {
-                check.fail(&format!("{field}.build"), format!("{} holds no Dockerfile", folder.display()));
+                check.fail(
+                    &format!("{field}.build"),
+                    format!("{} holds no Dockerfile", folder.display()),
+                );
                 return None;
             }
             Some(DockerImage::Build(folder))
@@ -586,7 +680,10 @@ fn provision(raw: &RawProvision, dir: &Path, problems: &mut Problems) -> Option<
             if path.is_file() {
                 Some(path)
             } else {
-                problems.top("provision.playbook", format!("{} does not exist", path.display()));
+                problems.top(
+                    "provision.playbook",
+                    format!("{} does not exist", path.display()),
+                );
                 None
             }
         }
@@ -596,7 +693,10 @@ fn provision(raw: &RawProvision, dir: &Path, problems: &mut Problems) -> Option<
         .ok();
     for (index, tag) in raw.tags.iter().enumerate() {
         if tag.trim().is_empty() || tag.contains(',') {
-            problems.top(&format!("provision.tags.{index}"), format!("`{tag}` is not a tag: give one tag per list item"));
+            problems.top(
+                &format!("provision.tags.{index}"),
+                format!("`{tag}` is not a tag: give one tag per list item"),
+            );
         }
     }
     let inventory_path = raw.inventory_path.as_ref().and_then(|relative| {
@@ -604,7 +704,10 @@ fn provision(raw: &RawProvision, dir: &Path, problems: &mut Problems) -> Option<
         match path.parent() {
             Some(parent) if parent.is_dir() => Some(path),
             _ => {
-                problems.top("provision.inventory_path", format!("the folder of {} does not exist", path.display()));
+                problems.top(
+                    "provision.inventory_path",
+                    format!("the folder of {} does not exist", path.display()),
+                );
                 None
             }
         }
@@ -615,7 +718,11 @@ fn provision(raw: &RawProvision, dir: &Path, problems: &mut Problems) -> Option<
         limit: raw.limit.clone(),
         tags: raw.tags.clone(),
         ansible_args: raw.ansible_args.clone(),
-        inventory_path: if raw.inventory_path.is_some() { Some(inventory_path?) } else { None },
+        inventory_path: if raw.inventory_path.is_some() {
+            Some(inventory_path?)
+        } else {
+            None
+        },
     })
 }
 

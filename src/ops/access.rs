@@ -50,7 +50,10 @@ pub fn ssh_config(ws: &Workspace, name: Option<&str>) -> Result<String> {
     }
     let text = render_ssh_config(ws, &state, name);
     if text.is_empty() {
-        bail!("environment `{}` has no machines yet: run `envctl up` first", ws.manifest.name);
+        bail!(
+            "environment `{}` has no machines yet: run `envctl up` first",
+            ws.manifest.name
+        );
     }
     Ok(text)
 }
@@ -75,7 +78,8 @@ pub fn ssh(ws: &Workspace, name: &str, command: &[String]) -> Result<()> {
         known_hosts: &known_hosts,
     };
     let mut ssh = std::process::Command::new("ssh");
-    ssh.args(["-o", "LogLevel=ERROR"]).args(ssh::pinned_args(&target, creds));
+    ssh.args(["-o", "LogLevel=ERROR"])
+        .args(ssh::pinned_args(&target, creds));
     if !command.is_empty() {
         ssh.arg("--").args(command);
     }
@@ -100,7 +104,10 @@ pub(super) fn write_known_hosts(ws: &Workspace) -> Result<()> {
             public_key,
         })
         .collect();
-    write_if_changed(&ws.state_dir.known_hosts(), &ssh::render_known_hosts(&hosts))
+    write_if_changed(
+        &ws.state_dir.known_hosts(),
+        &ssh::render_known_hosts(&hosts),
+    )
 }
 
 /// Writes the inventory (also where the Machinefile asks) and `ssh_config`.
@@ -110,7 +117,10 @@ pub(super) fn write_generated(ws: &Workspace, state: &State) -> Result<()> {
     if let Some(path) = extra_inventory_path(ws) {
         write_if_changed(&path, &ini)?;
     }
-    write_if_changed(&ws.state_dir.ssh_config(), &render_ssh_config(ws, state, None))
+    write_if_changed(
+        &ws.state_dir.ssh_config(),
+        &render_ssh_config(ws, state, None),
+    )
 }
 
 fn render_ssh_config(ws: &Workspace, state: &State, only: Option<&str>) -> String {
@@ -129,7 +139,11 @@ fn render_ssh_config(ws: &Workspace, state: &State, only: Option<&str>) -> Strin
             })
         })
         .collect();
-    ssh::render_config(&targets, &ws.state_dir.private_key(), &ws.state_dir.known_hosts())
+    ssh::render_config(
+        &targets,
+        &ws.state_dir.private_key(),
+        &ws.state_dir.known_hosts(),
+    )
 }
 
 /// A second `up` with nothing to do leaves every file as it was.

@@ -39,7 +39,10 @@ pub async fn destroy(ws: &Workspace, opts: DestroyOptions) -> Result<()> {
         }
         ws.state_dir.save(&state)?;
         if !failures.is_empty() {
-            bail!("could not destroy:\n  {}\nrun `envctl destroy` again to finish", failures.join("\n  "));
+            bail!(
+                "could not destroy:\n  {}\nrun `envctl destroy` again to finish",
+                failures.join("\n  ")
+            );
         }
         if whole {
             provider.teardown(&env).await?;

@@ -14,7 +14,10 @@ pub async fn halt(ws: &Workspace, names: &[String]) -> Result<()> {
     let _lock = ws.state_dir.lock("halt")?;
     let state = ws.state_dir.load()?;
     let Some(kind) = running_provider(&state) else {
-        output::status("Finished", "nothing to halt: the environment has no machines");
+        output::status(
+            "Finished",
+            "nothing to halt: the environment has no machines",
+        );
         return Ok(());
     };
     let provider = AnyProvider::connect(kind, &ws.manifest).await?;

@@ -12,8 +12,9 @@ mod up;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use envctl_provider::{EnvironmentSpec, ImageSource, MachineSpec, ProviderKind};
+use envctl_provider::{BoxImage, EnvironmentSpec, ImageSource, MachineSpec, ProviderKind};
 
+use crate::boxes;
 use crate::keys::{self, Keypair};
 use crate::manifest::{self, DockerImage, Machine, Manifest};
 use crate::state::{State, StateDir};
@@ -55,7 +56,10 @@ impl Workspace {
             .with_context(|| format!("resolving {}", path.display()))?;
         let manifest = manifest::load(&path)?;
         let state_dir = StateDir::new(&manifest.dir);
-        Ok(Workspace { manifest, state_dir })
+        Ok(Workspace {
+            manifest,
+            state_dir,
+        })
     }
 
     /// The machines `names` selects, all of them when empty. An unknown name is an error
@@ -70,8 +74,12 @@ impl Workspace {
                 Some(machine) if !selected.contains(&machine) => selected.push(machine),
                 Some(_) => {}
                 None => {
-                    let known: Vec<&str> =
-                        self.manifest.machines.iter().map(|m| m.name.as_str()).collect();
+                    let known: Vec<&str> = self
+                        .manifest
+                        .machines
+                        .iter()
+                        .map(|m| m.name.as_str())
+                        .collect();
                     bail!(
                         "{} has no machine `{name}`; its machines are: {}",
                         self.manifest.path.display(),
@@ -96,7 +104,11 @@ impl Workspace {
 
 /// The provider a command uses: the one asked for (flag or ENVCTL_PROVIDER), else the
 /// Machinefile's, else the one the environment already runs under, else docker.
-pub fn choose_provider(asked: Option<ProviderKind>, manifest: &Manifest, state: &State) -> ProviderKind {
+pub fn choose_provider(
+    asked: Option<ProviderKind>,
+    manifest: &Manifest,
+    state: &State,
+) -> ProviderKind {
     asked
         .or(manifest.provider)
         .or_else(|| running_provider(state))
@@ -142,11 +154,31 @@ fn image_source(ws: &Workspace, machine: &Machine, kind: ProviderKind) -> Result
             DockerImage::Build(dir) => Ok(ImageSource::DockerBuild(recipes::read_recipe(dir)?)),
             DockerImage::Image(name) => Ok(ImageSource::DockerImage(name.clone())),
         },
-        ProviderKind::Libvirt | ProviderKind::Virtualbox => bail!(
-            "{}: machine `{}`: the {kind} provider needs a box, and boxes are not supported by this build yet",
-            ws.manifest.path.display(),
-            machine.name
-        ),
+        ProviderKind::Libvirt | ProviderKind::Virtualbox => {
+            let wanted = match kind {
+                ProviderKind::Libvirt => &machine.libvirt_box,
+                _ => &machine.virtualbox_box,
+            };
+            let Some(name) = wanted else {
+                bail!(
+                    "{}: machine `{}` names no {kind} box: set `{kind}: {{box: NAME}}` under `defaults` or the machine",
+                    ws.manifest.path.display(),
+                    machine.name
+                );
+            };
+            match boxes::find(name, kind.as_str())? {
+                Some(found) => Ok(ImageSource::Box(BoxImage {
+                    name: found.name,
+                    version: found.version,
+                    dir: found.dir,
+                })),
+                None => bail!(
+                    "machine `{}`: box `{name}` for {kind} is not installed: add it with \
+                     `envctl box add {name} FILE.box` (`envctl box list` shows what is there)",
+                    machine.name
+                ),
+            }
+        }
     }
 }
 

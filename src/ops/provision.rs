@@ -24,7 +24,10 @@ pub async fn provision(ws: &Workspace, names: &[String]) -> Result<()> {
         );
     }
     let Some(kind) = running_provider(&state) else {
-        bail!("environment `{}` has no machines yet: run `envctl up` first", ws.manifest.name);
+        bail!(
+            "environment `{}` has no machines yet: run `envctl up` first",
+            ws.manifest.name
+        );
     };
     let provider = AnyProvider::connect(kind, &ws.manifest).await?;
     let statuses = provider.status(&ws.env_spec(&state)).await?;
@@ -71,14 +74,18 @@ pub(super) async fn run(ws: &Workspace, state: &mut State, names: &[String]) -> 
         // Through a private file, not the command line, where `ps` would show it.
         let json = serde_json::to_vec(&provision.extra_vars).context("encoding extra_vars")?;
         write_private(&ws.state_dir.extra_vars(), &json)?;
-        command.arg("--extra-vars").arg(format!("@{}", ws.state_dir.extra_vars().display()));
+        command
+            .arg("--extra-vars")
+            .arg(format!("@{}", ws.state_dir.extra_vars().display()));
     }
-    command.args(&provision.ansible_args).arg(&provision.playbook);
-    output::status("Provisioning", &format!("with {}", provision.playbook.display()));
-    let status = command
-        .status()
-        .await
-        .context("running ansible-playbook")?;
+    command
+        .args(&provision.ansible_args)
+        .arg(&provision.playbook);
+    output::status(
+        "Provisioning",
+        &format!("with {}", provision.playbook.display()),
+    );
+    let status = command.status().await.context("running ansible-playbook")?;
     if !status.success() {
         bail!(
             "ansible-playbook failed ({status}); the machines are still up: fix the playbook and \
@@ -122,7 +129,11 @@ mod tests {
             (&names, Some("web"), Some("web1,db1,&web")),
         ];
         for (names, manifest, want) in cases {
-            assert_eq!(limit(names, manifest).as_deref(), want, "{names:?} {manifest:?}");
+            assert_eq!(
+                limit(names, manifest).as_deref(),
+                want,
+                "{names:?} {manifest:?}"
+            );
         }
     }
 }

@@ -10,12 +10,21 @@ use envctl_provider::BuildRecipe;
 /// `images/debian`, as it was when envctl was built.
 pub fn default_recipe() -> BuildRecipe {
     let files: &[(&str, &[u8])] = &[
-        ("Dockerfile", include_bytes!("../../images/debian/Dockerfile")),
-        ("sshd-envctl.conf", include_bytes!("../../images/debian/sshd-envctl.conf")),
+        (
+            "Dockerfile",
+            include_bytes!("../../images/debian/Dockerfile"),
+        ),
+        (
+            "sshd-envctl.conf",
+            include_bytes!("../../images/debian/sshd-envctl.conf"),
+        ),
     ];
     BuildRecipe {
         name: "debian".into(),
-        files: files.iter().map(|(path, bytes)| (path.to_string(), bytes.to_vec())).collect(),
+        files: files
+            .iter()
+            .map(|(path, bytes)| (path.to_string(), bytes.to_vec()))
+            .collect(),
     }
 }
 
@@ -29,13 +38,20 @@ pub fn read_recipe(dir: &Path) -> Result<BuildRecipe> {
         .map(|name| name.to_string_lossy().to_ascii_lowercase())
         .unwrap_or_else(|| "custom".into())
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect();
     Ok(BuildRecipe { name, files })
 }
 
 fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, Vec<u8>)>) -> Result<()> {
-    let entries = fs::read_dir(dir).with_context(|| format!("reading the build folder {}", dir.display()))?;
+    let entries =
+        fs::read_dir(dir).with_context(|| format!("reading the build folder {}", dir.display()))?;
     for entry in entries {
         let entry = entry.with_context(|| format!("reading the build folder {}", dir.display()))?;
         let path = entry.path();
@@ -43,7 +59,11 @@ fn collect(root: &Path, dir: &Path, files: &mut Vec<(String, Vec<u8>)>) -> Resul
             collect(root, &path, files)?;
         } else {
             let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-            let relative = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
+            let relative = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .into_owned();
             files.push((relative, bytes));
         }
     }

@@ -46,7 +46,9 @@ pub async fn status(ws: &Workspace) -> Result<StatusReport> {
             let seen = found.iter().find(|status| status.name == machine.name);
             MachineLine {
                 name: machine.name.clone(),
-                state: seen.map_or(MachineState::NotCreated, |s| s.state.clone()).to_string(),
+                state: seen
+                    .map_or(MachineState::NotCreated, |s| s.state.clone())
+                    .to_string(),
                 ip: machine.ip.to_string(),
                 hostname: machine.hostname.clone(),
                 id: seen.map(|status| status.id.clone()),
@@ -54,7 +56,10 @@ pub async fn status(ws: &Workspace) -> Result<StatusReport> {
             }
         })
         .collect();
-    for extra in found.iter().filter(|s| ws.manifest.machine(&s.name).is_none()) {
+    for extra in found
+        .iter()
+        .filter(|s| ws.manifest.machine(&s.name).is_none())
+    {
         machines.push(MachineLine {
             name: extra.name.clone(),
             state: extra.state.to_string(),

@@ -51,7 +51,10 @@ pub async fn up(ws: &Workspace, opts: UpOptions) -> Result<()> {
     let provider = AnyProvider::connect(kind, &ws.manifest).await?;
     let wanted = provider.capabilities().image_kind;
     if let Some(spec) = specs.iter().find(|spec| spec.image.kind() != wanted) {
-        bail!("machine `{}`: the {kind} provider cannot boot its image", spec.name);
+        bail!(
+            "machine `{}`: the {kind} provider cannot boot its image",
+            spec.name
+        );
     }
     let env = ws.env_spec(&state);
     provider.preflight(&env, &specs).await?;
@@ -91,7 +94,10 @@ pub async fn up(ws: &Workspace, opts: UpOptions) -> Result<()> {
             Ok(up) => {
                 changed |= up.changed;
                 let provisioned = existing.contains(&spec.name)
-                    && state.machines.get(&spec.name).is_some_and(|record| record.provisioned);
+                    && state
+                        .machines
+                        .get(&spec.name)
+                        .is_some_and(|record| record.provisioned);
                 state.machines.insert(
                     spec.name.clone(),
                     MachineRecord {
@@ -116,15 +122,21 @@ pub async fn up(ws: &Workspace, opts: UpOptions) -> Result<()> {
         );
     }
 
-    let unprovisioned = names
-        .iter()
-        .any(|name| !state.machines.get(name).is_some_and(|record| record.provisioned));
+    let unprovisioned = names.iter().any(|name| {
+        !state
+            .machines
+            .get(name)
+            .is_some_and(|record| record.provisioned)
+    });
     let run_playbook = match opts.provision {
         Some(asked) => asked,
         None => unprovisioned,
     };
     if !changed && !run_playbook {
-        output::status("Finished", &format!("nothing to do: all {} machines are running", names.len()));
+        output::status(
+            "Finished",
+            &format!("nothing to do: all {} machines are running", names.len()),
+        );
         return Ok(());
     }
     output::status("Ready", &format!("{} machines under {kind}", names.len()));
@@ -156,7 +168,14 @@ async fn bring_to_ready(
     };
     match ssh::wait_ready(&target, creds, READY_TIMEOUT).await {
         Ok(()) => {
-            progress.finish(&spec.name, if up.changed { "ready" } else { "already running" });
+            progress.finish(
+                &spec.name,
+                if up.changed {
+                    "ready"
+                } else {
+                    "already running"
+                },
+            );
             Ok(())
         }
         Err(last_seen) => {
@@ -164,7 +183,12 @@ async fn bring_to_ready(
             let tail = provider
                 .log_tail(env, &spec.name, 20)
                 .await
-                .map(|tail| format!("\n  last lines of its log:\n    {}", tail.trim_end().replace('\n', "\n    ")))
+                .map(|tail| {
+                    format!(
+                        "\n  last lines of its log:\n    {}",
+                        tail.trim_end().replace('\n', "\n    ")
+                    )
+                })
                 .unwrap_or_default();
             bail!(
                 "no SSH with the environment's key after {}s; last seen: {last_seen}{tail}",

@@ -45,7 +45,12 @@ pub fn render_known_hosts(hosts: &[KnownHost]) -> String {
     hosts
         .iter()
         .map(|host| {
-            let key = host.public_key.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
+            let key = host
+                .public_key
+                .split_whitespace()
+                .take(2)
+                .collect::<Vec<_>>()
+                .join(" ");
             format!("{},{},{} {key}\n", host.name, host.hostname, host.ip)
         })
         .collect()
@@ -67,10 +72,24 @@ mod tests {
     #[test]
     fn config_blocks_pin_known_hosts() {
         let targets = [
-            SshTarget { name: "web1", user: "vagrant", host: "192.168.56.11", port: 22 },
-            SshTarget { name: "db1", user: "ops", host: "127.0.0.1", port: 2201 },
+            SshTarget {
+                name: "web1",
+                user: "vagrant",
+                host: "192.168.56.11",
+                port: 22,
+            },
+            SshTarget {
+                name: "db1",
+                user: "ops",
+                host: "127.0.0.1",
+                port: 2201,
+            },
         ];
-        let got = render_config(&targets, Path::new("/p/.envctl/id_ed25519"), Path::new("/my p/known_hosts"));
+        let got = render_config(
+            &targets,
+            Path::new("/p/.envctl/id_ed25519"),
+            Path::new("/my p/known_hosts"),
+        );
         let expected = "\
 Host web1
   HostName 192.168.56.11

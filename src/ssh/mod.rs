@@ -36,7 +36,10 @@ pub fn pinned_args(target: &SshTarget, creds: Credentials) -> Vec<String> {
     .map(String::from)
     .to_vec();
     args.push("-o".into());
-    args.push(format!("UserKnownHostsFile={}", creds.known_hosts.display()));
+    args.push(format!(
+        "UserKnownHostsFile={}",
+        creds.known_hosts.display()
+    ));
     args.push("-o".into());
     args.push(format!("HostKeyAlias={}", target.name));
     args.push("-i".into());
@@ -82,7 +85,16 @@ pub async fn wait_ready(
 
 async fn try_login(target: &SshTarget<'_>, creds: Credentials<'_>) -> Result<(), String> {
     let output = Command::new("ssh")
-        .args(["-F", "/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR"])
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "ConnectTimeout=5",
+            "-o",
+            "LogLevel=ERROR",
+        ])
         .args(pinned_args(target, creds))
         .arg("true")
         .stdin(Stdio::null())

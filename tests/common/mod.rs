@@ -25,7 +25,10 @@ impl TestEnv {
         // Tests of one binary run at once: each environment gets a folder of its own.
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         let serial = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("envctl-test-{example}-{}-{serial}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "envctl-test-{example}-{}-{serial}",
+            std::process::id()
+        ));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
         for entry in fs::read_dir(&source).unwrap() {
@@ -36,7 +39,11 @@ impl TestEnv {
             }
         }
         let machinefile = dir.join("Machinefile");
-        fs::write(&machinefile, edit(fs::read_to_string(&machinefile).unwrap())).unwrap();
+        fs::write(
+            &machinefile,
+            edit(fs::read_to_string(&machinefile).unwrap()),
+        )
+        .unwrap();
         TestEnv { dir }
     }
 
@@ -48,7 +55,11 @@ impl TestEnv {
     /// Runs envctl and fails the test, showing its output, unless it succeeds.
     pub fn ok(&self, args: &[&str]) -> String {
         let output = self.envctl(args);
-        assert!(output.status.success(), "envctl {args:?} failed:\n{}", show(&output));
+        assert!(
+            output.status.success(),
+            "envctl {args:?} failed:\n{}",
+            show(&output)
+        );
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
@@ -64,7 +75,8 @@ impl TestEnv {
     /// The environment id envctl recorded, which every resource carries.
     pub fn env_id(&self) -> String {
         let state: serde_json::Value =
-            serde_json::from_slice(&fs::read(self.state_dir().join("state.json")).unwrap()).unwrap();
+            serde_json::from_slice(&fs::read(self.state_dir().join("state.json")).unwrap())
+                .unwrap();
         state["env_id"].as_str().unwrap().to_string()
     }
 
@@ -79,7 +91,12 @@ impl TestEnv {
             .as_array()
             .unwrap()
             .iter()
-            .map(|m| (m["name"].as_str().unwrap().to_string(), m["state"].as_str().unwrap().to_string()))
+            .map(|m| {
+                (
+                    m["name"].as_str().unwrap().to_string(),
+                    m["state"].as_str().unwrap().to_string(),
+                )
+            })
             .collect()
     }
 }
@@ -119,12 +136,18 @@ pub fn require_docker() {
         .args(["version", "--format", "{{.Server.Version}}"])
         .output()
         .is_ok_and(|output| output.status.success());
-    assert!(answers, "the Docker Engine does not answer: run scripts/ensure-docker (or start dockerd)");
+    assert!(
+        answers,
+        "the Docker Engine does not answer: run scripts/ensure-docker (or start dockerd)"
+    );
     let base = Command::new("docker")
         .args(["image", "inspect", "debian:bookworm"])
         .output()
         .is_ok_and(|output| output.status.success());
-    assert!(base, "the base image debian:bookworm is missing: run images/docker-base/build");
+    assert!(
+        base,
+        "the base image debian:bookworm is missing: run images/docker-base/build"
+    );
 }
 
 /// Fails the test unless `ansible-playbook` runs.
@@ -133,7 +156,10 @@ pub fn require_ansible() {
         .arg("--version")
         .output()
         .is_ok_and(|output| output.status.success());
-    assert!(runs, "ansible-playbook is missing: run scripts/ensure-ansible");
+    assert!(
+        runs,
+        "ansible-playbook is missing: run scripts/ensure-ansible"
+    );
 }
 
 /// Names of Docker objects of `kind` (container, network, volume) carrying `label`.
@@ -145,6 +171,13 @@ pub fn docker_objects(kind: &str, label: &str) -> Vec<String> {
         args.push("--all");
     }
     let output = Command::new("docker").args(&args).output().unwrap();
-    assert!(output.status.success(), "docker {args:?}: {}", show(&output));
-    String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect()
+    assert!(
+        output.status.success(),
+        "docker {args:?}: {}",
+        show(&output)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
 }

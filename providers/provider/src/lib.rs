@@ -77,8 +77,10 @@ pub trait Provider: Send + Sync {
     ) -> impl Future<Output = Result<(), ProviderError>> + Send;
 
     /// Removes what the machines shared, once none is left.
-    fn teardown(&self, env: &EnvironmentSpec)
-        -> impl Future<Output = Result<(), ProviderError>> + Send;
+    fn teardown(
+        &self,
+        env: &EnvironmentSpec,
+    ) -> impl Future<Output = Result<(), ProviderError>> + Send;
 
     /// The state of every machine of the environment that the backend knows of.
     fn status(

@@ -44,7 +44,9 @@ impl FromStr for ProviderKind {
         ProviderKind::ALL
             .into_iter()
             .find(|kind| kind.as_str() == s)
-            .ok_or_else(|| format!("unknown provider `{s}` (expected docker, libvirt or virtualbox)"))
+            .ok_or_else(|| {
+                format!("unknown provider `{s}` (expected docker, libvirt or virtualbox)")
+            })
     }
 }
 

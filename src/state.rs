@@ -201,3 +201,58 @@ pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
     }
     result.with_context(|| format!("writing {}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_second_lock_waits_for_the_first() {
+        let root = std::env::temp_dir().join(format!("envctl-lock-{}", crate::keys::random_id()));
+        let dir = StateDir {
+            root: root.join(DIR_NAME),
+        };
+        let first = dir.lock("up").unwrap();
+        assert!(fs::read_to_string(dir.root.join("lock"))
+            .unwrap()
+            .starts_with("envctl up (pid "));
+        let (sender, receiver) = mpsc::channel();
+        let waiter = {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                let _second = dir.lock("halt").unwrap();
+                sender.send(()).unwrap();
+            })
+        };
+        assert!(
+            receiver.recv_timeout(Duration::from_millis(300)).is_err(),
+            "the second lock did not wait"
+        );
+        drop(first);
+        receiver
+            .recv_timeout(Duration::from_secs(5))
+            .expect("the second lock never came");
+        waiter.join().unwrap();
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn state_files_are_private_and_round_trip() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = std::env::temp_dir().join(format!("envctl-state-{}", crate::keys::random_id()));
+        let dir = StateDir {
+            root: root.join(DIR_NAME),
+        };
+        let mut state = dir.load().unwrap();
+        assert_eq!(state.env_id.len(), 16);
+        state.provider = Some("docker".into());
+        dir.save(&state).unwrap();
+        assert_eq!(dir.load().unwrap(), state);
+        let mode = fs::metadata(dir.state_file()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        fs::remove_dir_all(root).unwrap();
+    }
+}

@@ -2,6 +2,7 @@
 //! plans, talks to the provider through [`AnyProvider`], and keeps `.envctl/` true.
 
 mod access;
+mod bootstrap;
 mod destroy;
 mod halt;
 mod provision;

@@ -8,15 +8,25 @@ use anyhow::{bail, Result};
 use envctl_provider::{Access, MachineState, MachineUp, Provider, ProviderKind};
 use futures_util::future::join_all;
 
-use super::{access, choose_provider, machine_spec, provision, running_provider, Workspace};
+use super::{
+    access, bootstrap, choose_provider, machine_spec, provision, running_provider, Workspace,
+};
 use crate::keys;
 use crate::output::{self, Progress};
 use crate::providers::AnyProvider;
 use crate::ssh::{self, Credentials, SshTarget};
 use crate::state::MachineRecord;
 
-/// How long one machine may take from `up` to answering SSH.
+/// How long one machine may take from `up` to answering SSH, unless
+/// `ENVCTL_READY_TIMEOUT` (seconds) says otherwise.
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn ready_timeout() -> Duration {
+    std::env::var("ENVCTL_READY_TIMEOUT")
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .map_or(READY_TIMEOUT, Duration::from_secs)
+}
 
 pub struct UpOptions {
     /// Machines to bring up; all when empty.
@@ -82,7 +92,7 @@ pub async fn up(ws: &Workspace, opts: UpOptions) -> Result<()> {
     };
     let results = join_all(specs.iter().map(|spec| async {
         let up = provider.up(&env, spec, &progress).await?;
-        bring_to_ready(&provider, &env, spec, &up, creds, &progress).await?;
+        bring_to_ready(&provider, &env, spec, &up, creds, &ws.state_dir, &progress).await?;
         Ok::<MachineUp, anyhow::Error>(up)
     }))
     .await;
@@ -154,11 +164,9 @@ async fn bring_to_ready(
     spec: &envctl_provider::MachineSpec,
     up: &MachineUp,
     creds: Credentials<'_>,
+    state_dir: &crate::state::StateDir,
     progress: &Progress,
 ) -> Result<()> {
-    if up.access == Access::VagrantInsecureKey {
-        bail!("boxes that trust Vagrant's insecure key are not supported by this build yet");
-    }
     progress.set(&spec.name, "waiting for ssh");
     let target = SshTarget {
         name: &spec.name,
@@ -166,7 +174,21 @@ async fn bring_to_ready(
         host: &up.endpoint.host,
         port: up.endpoint.port,
     };
-    match ssh::wait_ready(&target, creds, READY_TIMEOUT).await {
+    let timeout = ready_timeout();
+    let ready = match up.access {
+        Access::Ready => ssh::wait_ready(&target, creds, timeout).await,
+        Access::VagrantInsecureKey => bootstrap::bootstrap(
+            state_dir,
+            spec,
+            &target,
+            up.guest_address.as_ref(),
+            creds,
+            timeout,
+        )
+        .await
+        .map_err(|err| format!("{err:#}")),
+    };
+    match ready {
         Ok(()) => {
             progress.finish(
                 &spec.name,
@@ -192,7 +214,7 @@ async fn bring_to_ready(
                 .unwrap_or_default();
             bail!(
                 "no SSH with the environment's key after {}s; last seen: {last_seen}{tail}",
-                READY_TIMEOUT.as_secs()
+                timeout.as_secs()
             )
         }
     }

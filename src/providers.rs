@@ -6,11 +6,13 @@ use envctl_provider::{
     Capabilities, EnvironmentSpec, MachineSpec, MachineStatus, MachineUp, Provider, ProviderError,
     ProviderKind, Report,
 };
+use envctl_virtualbox::VirtualboxProvider;
 
 use crate::manifest::Manifest;
 
 pub enum AnyProvider {
     Docker(DockerProvider),
+    Virtualbox(VirtualboxProvider),
 }
 
 /// Calls the same method on whichever backend `self` holds.
@@ -18,6 +20,7 @@ macro_rules! dispatch {
     ($self:expr, $backend:ident => $call:expr) => {
         match $self {
             AnyProvider::Docker($backend) => $call,
+            AnyProvider::Virtualbox($backend) => $call,
         }
     };
 }
@@ -34,10 +37,9 @@ impl AnyProvider {
                 provider: kind,
                 hint: "libvirt support is not part of this build yet",
             }),
-            ProviderKind::Virtualbox => Err(ProviderError::NotCompiled {
-                provider: kind,
-                hint: "VirtualBox support is not part of this build yet",
-            }),
+            ProviderKind::Virtualbox => {
+                Ok(AnyProvider::Virtualbox(VirtualboxProvider::detect().await?))
+            }
         }
     }
 }

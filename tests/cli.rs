@@ -103,3 +103,54 @@ fn destroy_without_a_terminal_needs_force() {
         show(&output)
     );
 }
+
+#[test]
+fn a_missing_box_or_virtualbox_is_a_clear_error_that_changes_nothing() {
+    let dir = std::env::temp_dir().join(format!("envctl-cli-box-{}", std::process::id()));
+    let empty = dir.join("empty-store");
+    fs::create_dir_all(&empty).unwrap();
+    fs::copy(
+        repo().join("environments/example/Machinefile"),
+        dir.join("Machinefile"),
+    )
+    .unwrap();
+    fs::copy(
+        repo().join("environments/example/playbook.yml"),
+        dir.join("playbook.yml"),
+    )
+    .unwrap();
+    let run = |provider: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_envctl"))
+            .args(["up", "--provider", provider])
+            .current_dir(&dir)
+            .env("ENVCTL_DATA_DIR", &empty)
+            .env("VAGRANT_HOME", &empty)
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .unwrap()
+    };
+    for provider in ["virtualbox", "libvirt"] {
+        let output = run(provider);
+        assert!(!output.status.success());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let expected = format!("box `debian/bookworm64` for {provider} is not installed: add it with `envctl box add debian/bookworm64 FILE.box`");
+        assert!(stderr.contains(&expected), "{}", show(&output));
+        assert!(!dir.join(".envctl").exists(), "a missing box created state");
+    }
+    // With the box added, VirtualBox itself is missing here: said plainly.
+    let box_dir = empty.join("boxes/debian-VAGRANTSLASH-bookworm64/0/virtualbox");
+    fs::create_dir_all(&box_dir).unwrap();
+    fs::write(
+        box_dir.join("metadata.json"),
+        r#"{"provider":"virtualbox"}"#,
+    )
+    .unwrap();
+    let output = run("virtualbox");
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("VBoxManage"),
+        "{}",
+        show(&output)
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}

@@ -125,7 +125,7 @@ pub fn running_provider(state: &State) -> Option<ProviderKind> {
 fn machine_spec(
     ws: &Workspace,
     machine: &Machine,
-    kind: ProviderKind,
+    image: ImageSource,
     keypair: &Keypair,
 ) -> Result<MachineSpec> {
     let host_key = keys::ensure_host_key(&ws.state_dir, &ws.manifest.name, &machine.name)?;
@@ -142,12 +142,13 @@ fn machine_spec(
         memory_mib: machine.memory_mib,
         user: machine.user.clone(),
         aliases,
-        image: image_source(ws, machine, kind)?,
+        image,
         authorized_key: keypair.public_openssh.clone(),
         host_key,
     })
 }
 
+/// Where `machine`'s image comes from under `kind`; looks, changes nothing.
 fn image_source(ws: &Workspace, machine: &Machine, kind: ProviderKind) -> Result<ImageSource> {
     match kind {
         ProviderKind::Docker => match &machine.docker {

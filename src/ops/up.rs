@@ -9,7 +9,8 @@ use envctl_provider::{Access, MachineState, MachineUp, Provider, ProviderKind};
 use futures_util::future::join_all;
 
 use super::{
-    access, bootstrap, choose_provider, machine_spec, provision, running_provider, Workspace,
+    access, bootstrap, choose_provider, image_source, machine_spec, provision, running_provider,
+    Workspace,
 };
 use crate::keys;
 use crate::output::{self, Progress};
@@ -41,9 +42,14 @@ pub struct UpOptions {
 pub async fn up(ws: &Workspace, opts: UpOptions) -> Result<()> {
     // Names are checked before the lock, which creates .envctl/.
     let selected = ws.select(&opts.names)?;
+    // Images and boxes are resolved before the lock too: a missing one changes nothing.
+    let kind = choose_provider(opts.provider, &ws.manifest, &ws.state_dir.load()?);
+    let images = selected
+        .iter()
+        .map(|machine| image_source(ws, machine, kind))
+        .collect::<Result<Vec<_>>>()?;
     let _lock = ws.state_dir.lock("up")?;
     let mut state = ws.state_dir.load()?;
-    let kind = choose_provider(opts.provider, &ws.manifest, &state);
     if let Some(current) = running_provider(&state) {
         if current != kind && !state.machines.is_empty() {
             bail!(
@@ -56,7 +62,8 @@ pub async fn up(ws: &Workspace, opts: UpOptions) -> Result<()> {
     let keypair = keys::ensure_keypair(&ws.state_dir, &ws.manifest.name)?;
     let specs = selected
         .iter()
-        .map(|machine| machine_spec(ws, machine, kind, &keypair))
+        .zip(images)
+        .map(|(machine, image)| machine_spec(ws, machine, image, &keypair))
         .collect::<Result<Vec<_>>>()?;
     let provider = AnyProvider::connect(kind, &ws.manifest).await?;
     let wanted = provider.capabilities().image_kind;

@@ -33,10 +33,6 @@ pub fn verbose(message: &str) {
     }
 }
 
-pub fn warn(message: &str) {
-    writeln!(std::io::stderr().lock(), "warning: {message}").ok();
-}
-
 pub fn error(message: &str) {
     writeln!(std::io::stderr().lock(), "error: {message}").ok();
 }

@@ -12,6 +12,8 @@ use crate::manifest::Manifest;
 
 pub enum AnyProvider {
     Docker(DockerProvider),
+    #[cfg(feature = "libvirt")]
+    Libvirt(envctl_libvirt::LibvirtProvider),
     Virtualbox(VirtualboxProvider),
 }
 
@@ -20,6 +22,8 @@ macro_rules! dispatch {
     ($self:expr, $backend:ident => $call:expr) => {
         match $self {
             AnyProvider::Docker($backend) => $call,
+            #[cfg(feature = "libvirt")]
+            AnyProvider::Libvirt($backend) => $call,
             AnyProvider::Virtualbox($backend) => $call,
         }
     };
@@ -29,19 +33,41 @@ impl AnyProvider {
     /// Connects to the backend `kind`, or says why it cannot.
     pub async fn connect(
         kind: ProviderKind,
-        _manifest: &Manifest,
+        manifest: &Manifest,
     ) -> Result<AnyProvider, ProviderError> {
         match kind {
             ProviderKind::Docker => Ok(AnyProvider::Docker(DockerProvider::connect().await?)),
-            ProviderKind::Libvirt => Err(ProviderError::NotCompiled {
-                provider: kind,
-                hint: "libvirt support is not part of this build yet",
-            }),
+            ProviderKind::Libvirt => connect_libvirt(manifest).await,
             ProviderKind::Virtualbox => {
                 Ok(AnyProvider::Virtualbox(VirtualboxProvider::detect().await?))
             }
         }
     }
+}
+
+#[cfg(feature = "libvirt")]
+async fn connect_libvirt(manifest: &Manifest) -> Result<AnyProvider, ProviderError> {
+    use crate::manifest::Accel;
+    use envctl_libvirt::{Accel as LibvirtAccel, LibvirtOptions, LibvirtProvider};
+    let accel = match manifest.libvirt.accel {
+        Accel::Auto => LibvirtAccel::Auto,
+        Accel::Kvm => LibvirtAccel::Kvm,
+        Accel::Tcg => LibvirtAccel::Tcg,
+    };
+    let opts = LibvirtOptions {
+        uri: manifest.libvirt.uri.clone(),
+        accel,
+        ..LibvirtOptions::default()
+    };
+    Ok(AnyProvider::Libvirt(LibvirtProvider::connect(opts).await?))
+}
+
+#[cfg(not(feature = "libvirt"))]
+async fn connect_libvirt(_manifest: &Manifest) -> Result<AnyProvider, ProviderError> {
+    Err(ProviderError::NotCompiled {
+        provider: ProviderKind::Libvirt,
+        hint: "rebuild it with `cargo build --features libvirt` (libvirt-dev must be installed)",
+    })
 }
 
 impl Provider for AnyProvider {

@@ -54,10 +54,6 @@ impl StateDir {
         }
     }
 
-    pub fn exists(&self) -> bool {
-        self.root.is_dir()
-    }
-
     pub fn state_file(&self) -> PathBuf {
         self.root.join("state.json")
     }

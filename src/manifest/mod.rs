@@ -36,6 +36,7 @@ pub struct Manifest {
     /// At least one; names, IPs and hostnames unique; IPs inside the subnet.
     pub machines: Vec<Machine>,
     pub provision: Option<Provision>,
+    #[cfg_attr(not(feature = "libvirt"), allow(dead_code))]
     pub libvirt: LibvirtOptions,
 }
 

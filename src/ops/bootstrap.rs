@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use envctl_provider::{GuestAddress, MachineSpec};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;

@@ -85,6 +85,7 @@ pub(super) async fn run(ws: &Workspace, state: &mut State, names: &[String]) -> 
         "Provisioning",
         &format!("with {}", provision.playbook.display()),
     );
+    output::verbose(&format!("running {:?}", command.as_std()));
     let status = command.status().await.context("running ansible-playbook")?;
     if !status.success() {
         bail!(

@@ -15,6 +15,8 @@ pub fn repo() -> &'static Path {
 /// One environment in its own temporary folder; destroyed when dropped.
 pub struct TestEnv {
     pub dir: PathBuf,
+    /// Extra environment for every envctl run (e.g. a private box store).
+    pub vars: Vec<(String, PathBuf)>,
 }
 
 impl TestEnv {
@@ -44,12 +46,22 @@ impl TestEnv {
             edit(fs::read_to_string(&machinefile).unwrap()),
         )
         .unwrap();
-        TestEnv { dir }
+        TestEnv {
+            dir,
+            vars: Vec::new(),
+        }
     }
 
     /// Runs envctl in the environment's folder, without a terminal.
     pub fn envctl(&self, args: &[&str]) -> Output {
-        envctl_in(&self.dir, args)
+        Command::new(env!("CARGO_BIN_EXE_envctl"))
+            .args(args)
+            .current_dir(&self.dir)
+            .env_remove("ENVCTL_PROVIDER")
+            .envs(self.vars.iter().map(|(name, value)| (name, value)))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
     }
 
     /// Runs envctl and fails the test, showing its output, unless it succeeds.
@@ -178,6 +190,43 @@ pub fn docker_objects(kind: &str, label: &str) -> Vec<String> {
     );
     String::from_utf8_lossy(&output.stdout)
         .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// Fails the test, saying what to run, unless libvirtd answers on qemu:///system and the
+/// offline test box is built. Returns the box file.
+pub fn require_libvirt() -> PathBuf {
+    let answers = Command::new("virsh")
+        .args(["-c", "qemu:///system", "version"])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    assert!(
+        answers,
+        "libvirtd does not answer on qemu:///system: run scripts/ensure-libvirt"
+    );
+    let cache = std::env::var_os("ENVCTL_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/envctl"));
+    let box_file = cache.join("boxes/debian-bookworm-test.box");
+    assert!(
+        box_file.is_file(),
+        "the test box {} is missing: run scripts/ensure-test-box",
+        box_file.display()
+    );
+    box_file
+}
+
+/// Names of libvirt domains or networks (`list` or `net-list`) that start with `prefix`.
+pub fn libvirt_objects(list: &str, prefix: &str) -> Vec<String> {
+    let output = Command::new("virsh")
+        .args(["-c", "qemu:///system", list, "--all", "--name"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::trim)
+        .filter(|name| name.starts_with(prefix))
         .map(str::to_string)
         .collect()
 }

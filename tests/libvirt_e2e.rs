@@ -1,0 +1,125 @@
+//! End to end on real libvirtd and QEMU under TCG, with the offline test box added the
+//! way users add boxes: the example environment, unchanged but for `--provider libvirt`.
+
+mod common;
+
+use std::fs;
+
+use common::{libvirt_objects, require_ansible, require_libvirt, show, TestEnv};
+
+const MACHINES: [(&str, &str, &str); 3] = [
+    ("web1", "192.168.56.11", "web1.example.test"),
+    ("web2", "192.168.56.12", "web2.example.test"),
+    ("db1", "192.168.56.13", "db1.example.test"),
+];
+
+#[test]
+fn libvirt_example_environment_round_trip() {
+    let box_file = require_libvirt();
+    require_ansible();
+    let mut env = TestEnv::copy_of("example", |text| text);
+    env.vars
+        .push(("ENVCTL_DATA_DIR".into(), env.dir.join("data")));
+    env.vars
+        .push(("VAGRANT_HOME".into(), env.dir.join("no-vagrant")));
+    env.ok(&[
+        "box",
+        "add",
+        "debian/bookworm64",
+        box_file.to_str().unwrap(),
+    ]);
+    assert!(env
+        .ok(&["box", "list"])
+        .contains("debian/bookworm64 (libvirt, 0)"));
+
+    let up = env.envctl(&["up", "--provider", "libvirt"]);
+    assert!(up.status.success(), "{}", show(&up));
+    assert_eq!(libvirt_objects("list", "example-").len(), 3);
+    assert_eq!(libvirt_objects("net-list", "example-"), ["example-net"]);
+
+    let public_key = fs::read_to_string(env.state_dir().join("id_ed25519.pub")).unwrap();
+    for (name, ip, hostname) in MACHINES {
+        assert_eq!(env.ssh(name, "hostname -f"), hostname);
+        assert!(
+            env.ssh(name, "ip -4 -o addr show")
+                .contains(&format!("inet {ip}/24")),
+            "{name} lacks {ip}"
+        );
+        // Only the environment's key is authorized: Vagrant's insecure key is gone.
+        assert_eq!(
+            env.ssh(name, "cat ~/.ssh/authorized_keys"),
+            public_key.trim()
+        );
+        for (other, other_ip, other_hostname) in MACHINES {
+            let seen = env.ssh(name, &format!("getent hosts {other_hostname}"));
+            assert!(
+                seen.starts_with(other_ip),
+                "{name} resolves {other} to {seen:?}"
+            );
+        }
+    }
+    // The insecure key no longer opens the machine.
+    let insecure = env.state_dir().join("vagrant_insecure_key.ed25519");
+    let refused = std::process::Command::new("ssh")
+        .args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+        ])
+        .arg("-i")
+        .arg(&insecure)
+        .args(["vagrant@192.168.56.11", "true"])
+        .output()
+        .unwrap();
+    assert!(
+        !refused.status.success(),
+        "Vagrant's insecure key still works"
+    );
+
+    // The playbook ran once against all three.
+    let mut ids = Vec::new();
+    for (name, ..) in MACHINES {
+        let runs = env.ssh(name, "cat /var/lib/envctl-example/runs");
+        let lines: Vec<&str> = runs.lines().collect();
+        assert_eq!(lines.len(), 1, "{name}: {runs}");
+        assert!(lines[0].ends_with(" db1,web1,web2"), "{name}: {runs}");
+        ids.push(lines[0].split(' ').next().unwrap().to_string());
+    }
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    assert_eq!(
+        env.ssh("web2", "cat /var/lib/envctl-example/role"),
+        "web 8081"
+    );
+
+    env.ok(&["halt"]);
+    assert!(
+        env.states().iter().all(|(_, state)| state == "stopped"),
+        "{:?}",
+        env.states()
+    );
+    env.ok(&["up"]);
+    assert!(
+        env.states().iter().all(|(_, state)| state == "running"),
+        "{:?}",
+        env.states()
+    );
+    assert_eq!(env.ssh("db1", "hostname -f"), "db1.example.test");
+
+    env.ok(&["destroy", "--force"]);
+    assert_eq!(
+        libvirt_objects("list", "example-"),
+        Vec::<String>::new(),
+        "domains left"
+    );
+    assert_eq!(
+        libvirt_objects("net-list", "example-"),
+        Vec::<String>::new(),
+        "networks left"
+    );
+    assert!(!env.state_dir().exists());
+}

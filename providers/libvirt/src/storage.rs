@@ -41,7 +41,27 @@ pub(crate) struct BoxDisk {
 /// `envctl-box-debian-VAGRANTSLASH-bookworm64-12.20240503.1.img`.
 pub(crate) fn box_volume_name(image: &BoxImage) -> String {
     let name = image.name.replace('/', "-VAGRANTSLASH-");
-    sanitise(&format!("envctl-box-{name}-{}.img", image.version))
+    // Two builds of a box under one name and version (a rebuilt test box, a box added
+    // again with --force) must not share a volume: the fingerprint tells them apart.
+    match fingerprint(&image.dir.join("box.img")) {
+        Some(print) => sanitise(&format!("envctl-box-{name}-{}-{print}.img", image.version)),
+        None => sanitise(&format!("envctl-box-{name}-{}.img", image.version)),
+    }
+}
+
+/// Eight hex digits of the disk file's size and modification time: cheap, and changed by
+/// any new copy of the box (unpacking keeps the archive's times, so the same box file
+/// added twice gives the same fingerprint).
+fn fingerprint(path: &std::path::Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let meta = std::fs::metadata(path).ok()?;
+    let modified = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    let digest = Sha256::digest(format!("{}:{}", meta.len(), modified.as_secs()));
+    Some(digest.iter().take(4).map(|b| format!("{b:02x}")).collect())
 }
 
 /// The machine's own disk: `<resource name>.qcow2`.
@@ -318,6 +338,32 @@ mod tests {
             assert_eq!(box_volume_name(&image(name, version)), expected);
         }
         assert_eq!(overlay_name("demo-web"), "demo-web.qcow2");
+    }
+
+    #[test]
+    fn another_build_of_a_box_gets_another_volume() {
+        let dir = std::env::temp_dir().join(format!("envctl-libvirt-print-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let disk = dir.join("box.img");
+        std::fs::write(&disk, "first build").unwrap();
+        let image = BoxImage {
+            name: "debian/bookworm64".into(),
+            version: "0".into(),
+            dir: dir.clone(),
+        };
+        let first = box_volume_name(&image);
+        assert!(
+            first.starts_with("envctl-box-debian-VAGRANTSLASH-bookworm64-0-"),
+            "{first}"
+        );
+        assert_eq!(
+            box_volume_name(&image),
+            first,
+            "the same box must keep its volume"
+        );
+        std::fs::write(&disk, "second, longer build").unwrap();
+        assert_ne!(box_volume_name(&image), first);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -23,6 +23,7 @@ use envctl_provider::{
 };
 
 pub use accel::Accel;
+pub use storage::box_volume_name;
 
 use conn::Conn;
 

@@ -39,7 +39,7 @@ pub(crate) struct BoxDisk {
 
 /// The volume a box is uploaded to, shared by every environment that uses the box:
 /// `envctl-box-debian-VAGRANTSLASH-bookworm64-12.20240503.1.img`.
-pub(crate) fn box_volume_name(image: &BoxImage) -> String {
+pub fn box_volume_name(image: &BoxImage) -> String {
     let name = image.name.replace('/', "-VAGRANTSLASH-");
     // Two builds of a box under one name and version (a rebuilt test box, a box added
     // again with --force) must not share a volume: the fingerprint tells them apart.

@@ -169,7 +169,11 @@ async fn libvirt_two_machines_boot_resolve_each_other_and_go_away() {
     let name = unique("lvt-main");
     let guard = Guard::new(&name, &["lvt-main-"]);
     let (box_dir, version) = test_box().await;
-    let box_volume = format!("envctl-box-envctl-VAGRANTSLASH-debian-bookworm-test-{version}.img");
+    let box_volume = envctl_libvirt::box_volume_name(&BoxImage {
+        name: BOX_NAME.into(),
+        version: version.clone(),
+        dir: box_dir.clone(),
+    });
     // Start from no box volume, so the upload is measured, and drop those of earlier
     // builds of the test box: only these tests use this box name.
     sweep("envctl-box-envctl-VAGRANTSLASH-debian-bookworm-test-");

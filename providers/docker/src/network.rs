@@ -5,11 +5,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io;
 use std::net::Ipv4Addr;
 
 use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::query_parameters::{ListNetworksOptionsBuilder, ListVolumesOptionsBuilder};
+use envctl_provider::routes::{conflicting_route, host_routes, HostRoute as Route};
 use envctl_provider::{EnvironmentSpec, MachineSpec, Phase, ProviderError, Report};
 use ipnetwork::Ipv4Network;
 
@@ -26,13 +26,6 @@ pub(crate) struct DockerNet {
     pub pools: Vec<(Ipv4Network, Option<Ipv4Addr>)>,
 }
 
-/// One IPv4 route of the host, from `/proc/net/route`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Route {
-    pub iface: String,
-    pub dest: Ipv4Network,
-}
-
 /// What already holds addresses of a subnet.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Occupant {
@@ -44,9 +37,7 @@ impl fmt::Display for Occupant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Occupant::Network { name, subnet } => write!(f, "docker network `{name}` ({subnet})"),
-            Occupant::Route(route) => {
-                write!(f, "the host route to {} on {}", route.dest, route.iface)
-            }
+            Occupant::Route(route) => write!(f, "{route}"),
         }
     }
 }
@@ -78,11 +69,7 @@ pub(crate) fn find_overlap(
             subnet: pool,
         });
     network.or_else(|| {
-        routes
-            .iter()
-            .filter(|route| route.dest.prefix() != 0)
-            .filter(|route| Some(&route.iface) != own_bridge.as_ref())
-            .find(|route| route.dest.overlaps(subnet))
+        conflicting_route(routes, subnet, own_bridge.as_deref())
             .map(|route| Occupant::Route(route.clone()))
     })
 }
@@ -141,44 +128,6 @@ pub(crate) fn foreign_holder(
 /// The Linux bridge Docker makes for a network: `br-` and the first 12 characters of its id.
 pub(crate) fn bridge_name(network_id: &str) -> String {
     format!("br-{}", network_id.get(..12).unwrap_or(network_id))
-}
-
-/// Parses `/proc/net/route`: the kernel prints each address as the hex of its in-memory
-/// (network-order) bytes read as a native integer.
-pub(crate) fn parse_routes(text: &str) -> Vec<Route> {
-    const RTF_UP: u32 = 0x1;
-    let hex = |field: &str| u32::from_str_radix(field, 16).ok();
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let (iface, dest, flags, mask) = (
-                fields.first()?,
-                fields.get(1)?,
-                fields.get(3)?,
-                fields.get(7)?,
-            );
-            if hex(flags)? & RTF_UP == 0 {
-                return None;
-            }
-            let dest = Ipv4Addr::from(hex(dest)?.to_ne_bytes());
-            let mask = Ipv4Addr::from(hex(mask)?.to_ne_bytes());
-            let dest = Ipv4Network::with_netmask(dest, mask).ok()?;
-            Some(Route {
-                iface: iface.to_string(),
-                dest,
-            })
-        })
-        .collect()
-}
-
-/// The host's IPv4 routes; none where there is no `/proc/net/route` (Docker in a VM).
-fn host_routes() -> io::Result<Vec<Route>> {
-    match std::fs::read_to_string("/proc/net/route") {
-        Ok(text) => Ok(parse_routes(&text)),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(err) => Err(err),
-    }
 }
 
 fn from_parts(
@@ -613,29 +562,6 @@ mod tests {
         assert_eq!(
             foreign_holder(&env, &machines, &attached(&[("demo-db", "10.1.0.10")])),
             Some(("10.1.0.10".parse().unwrap(), "demo-db".to_string()))
-        );
-    }
-
-    #[test]
-    #[cfg(target_endian = "little")]
-    fn proc_net_route_parses() {
-        let text = "\
-Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT
-eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0
-docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0
-eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
-tun0\t4D00010A\t00000000\t0005\t0\t0\t0\tFFFFFFFF\t0\t0\t0
-down0\t0000A8C0\t00000000\t0000\t0\t0\t0\t0000FFFF\t0\t0\t0
-garbage
-";
-        assert_eq!(
-            parse_routes(text),
-            vec![
-                route("eth0", "0.0.0.0/0"),
-                route("docker0", "172.17.0.0/16"),
-                route("eth0", "192.0.2.0/24"),
-                route("tun0", "10.1.0.77/32"),
-            ]
         );
     }
 

@@ -5,9 +5,8 @@
 //! host's routes) so they are tested without libvirt.
 
 use std::fmt;
-use std::io;
-use std::net::Ipv4Addr;
 
+use envctl_provider::routes::{conflicting_route, host_routes, HostRoute as Route};
 use envctl_provider::{EnvironmentSpec, MachineSpec, Phase, ProviderError, Report};
 use ipnetwork::Ipv4Network;
 use sha2::{Digest, Sha256};
@@ -17,13 +16,6 @@ use virt::sys;
 use crate::conn::{backend, found};
 use crate::xml::{self, DhcpHost, DnsHost, NetInfo, NetworkXml, Owner};
 use crate::LibvirtProvider;
-
-/// One IPv4 route of the host, from `/proc/net/route`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Route {
-    pub iface: String,
-    pub dest: Ipv4Network,
-}
 
 /// What already holds addresses of a subnet.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,9 +28,7 @@ impl fmt::Display for Occupant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Occupant::Network { name, subnet } => write!(f, "libvirt network `{name}` ({subnet})"),
-            Occupant::Route(route) => {
-                write!(f, "the host route to {} on {}", route.dest, route.iface)
-            }
+            Occupant::Route(route) => write!(f, "{route}"),
         }
     }
 }
@@ -115,10 +105,7 @@ pub(crate) fn find_overlap(
             subnet: Ipv4Network::new(ip.network(), ip.prefix()).unwrap_or(ip),
         });
     network.or_else(|| {
-        routes
-            .iter()
-            .filter(|route| route.dest.prefix() != 0 && route.iface != own_bridge)
-            .find(|route| route.dest.overlaps(subnet))
+        conflicting_route(routes, subnet, Some(&own_bridge))
             .map(|route| Occupant::Route(route.clone()))
     })
 }
@@ -176,34 +163,6 @@ pub(crate) fn host_changes(current: &NetInfo, wanted: &NetworkXml) -> Vec<HostCh
         sys::VIR_NETWORK_SECTION_DNS_HOST,
     ));
     changes
-}
-
-/// Parses `/proc/net/route`: the kernel prints each address as the hex of its in-memory
-/// (network-order) bytes read as a native integer.
-pub(crate) fn parse_routes(text: &str) -> Vec<Route> {
-    const RTF_UP: u32 = 0x1;
-    let hex = |field: &str| u32::from_str_radix(field, 16).ok();
-    text.lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let (iface, dest, flags, mask) = (
-                fields.first()?,
-                fields.get(1)?,
-                fields.get(3)?,
-                fields.get(7)?,
-            );
-            if hex(flags)? & RTF_UP == 0 {
-                return None;
-            }
-            let dest = Ipv4Addr::from(hex(dest)?.to_ne_bytes());
-            let mask = Ipv4Addr::from(hex(mask)?.to_ne_bytes());
-            Some(Route {
-                iface: iface.to_string(),
-                dest: Ipv4Network::with_netmask(dest, mask).ok()?,
-            })
-        })
-        .collect()
 }
 
 /// Adds each wanted entry that is not there as it is, first deleting the entries it
@@ -276,15 +235,6 @@ fn common_domain(machines: &[MachineSpec]) -> Option<String> {
     domains
         .all(|domain| domain == Some(first))
         .then(|| first.to_string())
-}
-
-/// The host's IPv4 routes; none where there is no `/proc/net/route`.
-fn host_routes() -> io::Result<Vec<Route>> {
-    match std::fs::read_to_string("/proc/net/route") {
-        Ok(text) => Ok(parse_routes(&text)),
-        Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(err) => Err(err),
-    }
 }
 
 /// Every network libvirt knows, read from its XML.

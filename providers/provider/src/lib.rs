@@ -5,6 +5,7 @@
 //! envctl's state directory and never prints: progress goes through [`Report`].
 
 mod error;
+pub mod routes;
 mod spec;
 
 use std::future::Future;

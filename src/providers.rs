@@ -3,12 +3,12 @@
 
 use envctl_docker::DockerProvider;
 use envctl_provider::{
-    Capabilities, EnvironmentSpec, MachineSpec, MachineStatus, MachineUp, Provider, ProviderError,
-    ProviderKind, Report,
+    Capabilities, EnvironmentSpec, Holding, MachineSpec, MachineStatus, MachineUp, Provider,
+    ProviderError, ProviderKind, Report,
 };
 use envctl_virtualbox::VirtualboxProvider;
 
-use crate::manifest::Manifest;
+use crate::manifest::{LibvirtOptions, Manifest};
 
 pub enum AnyProvider {
     Docker(DockerProvider),
@@ -30,14 +30,23 @@ macro_rules! dispatch {
 }
 
 impl AnyProvider {
-    /// Connects to the backend `kind`, or says why it cannot.
+    /// Connects to the backend `kind` as the Machinefile configures it, or says why it
+    /// cannot.
     pub async fn connect(
         kind: ProviderKind,
         manifest: &Manifest,
     ) -> Result<AnyProvider, ProviderError> {
+        AnyProvider::connect_with(kind, &manifest.libvirt).await
+    }
+
+    /// Connects to the backend `kind` with the settings a Machinefile would give it.
+    pub async fn connect_with(
+        kind: ProviderKind,
+        libvirt: &LibvirtOptions,
+    ) -> Result<AnyProvider, ProviderError> {
         match kind {
             ProviderKind::Docker => Ok(AnyProvider::Docker(DockerProvider::connect().await?)),
-            ProviderKind::Libvirt => connect_libvirt(manifest).await,
+            ProviderKind::Libvirt => connect_libvirt(libvirt).await,
             ProviderKind::Virtualbox => {
                 Ok(AnyProvider::Virtualbox(VirtualboxProvider::detect().await?))
             }
@@ -46,24 +55,26 @@ impl AnyProvider {
 }
 
 #[cfg(feature = "libvirt")]
-async fn connect_libvirt(manifest: &Manifest) -> Result<AnyProvider, ProviderError> {
+async fn connect_libvirt(settings: &LibvirtOptions) -> Result<AnyProvider, ProviderError> {
     use crate::manifest::Accel;
-    use envctl_libvirt::{Accel as LibvirtAccel, LibvirtOptions, LibvirtProvider};
-    let accel = match manifest.libvirt.accel {
+    use envctl_libvirt::{
+        Accel as LibvirtAccel, LibvirtOptions as BackendOptions, LibvirtProvider,
+    };
+    let accel = match settings.accel {
         Accel::Auto => LibvirtAccel::Auto,
         Accel::Kvm => LibvirtAccel::Kvm,
         Accel::Tcg => LibvirtAccel::Tcg,
     };
-    let opts = LibvirtOptions {
-        uri: manifest.libvirt.uri.clone(),
+    let opts = BackendOptions {
+        uri: settings.uri.clone(),
         accel,
-        ..LibvirtOptions::default()
+        ..BackendOptions::default()
     };
     Ok(AnyProvider::Libvirt(LibvirtProvider::connect(opts).await?))
 }
 
 #[cfg(not(feature = "libvirt"))]
-async fn connect_libvirt(_manifest: &Manifest) -> Result<AnyProvider, ProviderError> {
+async fn connect_libvirt(_settings: &LibvirtOptions) -> Result<AnyProvider, ProviderError> {
     Err(ProviderError::NotCompiled {
         provider: ProviderKind::Libvirt,
         hint: "rebuild it with `cargo build --features libvirt` (libvirt-dev must be installed)",
@@ -119,6 +130,10 @@ impl Provider for AnyProvider {
 
     async fn status(&self, env: &EnvironmentSpec) -> Result<Vec<MachineStatus>, ProviderError> {
         dispatch!(self, p => p.status(env).await)
+    }
+
+    async fn holdings(&self) -> Result<Vec<Holding>, ProviderError> {
+        dispatch!(self, p => p.holdings().await)
     }
 
     async fn log_tail(&self, env: &EnvironmentSpec, machine: &str, lines: usize) -> Option<String> {

@@ -170,7 +170,19 @@ impl DockerProvider {
             guest_address: None,
             changed,
         };
-        let Some(existing) = self.owned_container(env, &machine.name).await? else {
+        let mut existing = self.owned_container(env, &machine.name).await?;
+        let never_started = existing
+            .as_ref()
+            .and_then(|c| c.state.as_ref())
+            .and_then(|state| state.status)
+            == Some(ContainerStateStatusEnum::CREATED);
+        if never_started {
+            // An `up` cut off between creating it and starting it: its keys may never
+            // have been copied in, so it is made afresh rather than trusted.
+            self.remove(&machine.name, &name).await?;
+            existing = None;
+        }
+        let Some(existing) = existing else {
             let id = self.create_machine(env, machine, report).await?;
             report.phase(&machine.name, Phase::Starting);
             self.start(&machine.name, &name).await?;

@@ -7,14 +7,15 @@
 
 mod container;
 mod engine;
+mod holdings;
 mod image;
 pub mod labels;
 mod network;
 
 use bollard::Docker;
 use envctl_provider::{
-    Capabilities, EnvironmentSpec, ImageKind, MachineSpec, MachineStatus, MachineUp, Provider,
-    ProviderError, ProviderKind, Report,
+    Capabilities, EnvironmentSpec, Holding, ImageKind, MachineSpec, MachineStatus, MachineUp,
+    Provider, ProviderError, ProviderKind, Report,
 };
 
 pub use image::image_tag;
@@ -115,6 +116,10 @@ impl Provider for DockerProvider {
 
     async fn status(&self, env: &EnvironmentSpec) -> Result<Vec<MachineStatus>, ProviderError> {
         self.machine_statuses(env).await
+    }
+
+    async fn holdings(&self) -> Result<Vec<Holding>, ProviderError> {
+        self.all_holdings().await
     }
 
     async fn log_tail(&self, env: &EnvironmentSpec, machine: &str, lines: usize) -> Option<String> {

@@ -151,7 +151,7 @@ impl LibvirtProvider {
 
     /// The console log of `machine`, when libvirt runs on this host to write it.
     fn console_log(&self, env: &EnvironmentSpec, machine: &str) -> Option<PathBuf> {
-        if !self.conn.is_local() {
+        if !self.conn.is_local() || !env.has_console_dir() {
             return None;
         }
         let dir = std::path::absolute(&env.console_dir).unwrap_or_else(|_| env.console_dir.clone());
@@ -461,7 +461,7 @@ fn machine_state(state: virt::domain::DomainStateEnum) -> MachineState {
 }
 
 /// envctl's metadata on a domain; none when it has none.
-fn owner_of(domain: &Domain) -> Option<Owner> {
+pub(crate) fn owner_of(domain: &Domain) -> Option<Owner> {
     let text = domain
         .metadata(
             sys::VIR_DOMAIN_METADATA_ELEMENT as i32,

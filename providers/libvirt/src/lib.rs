@@ -11,6 +11,7 @@
 mod accel;
 mod conn;
 mod domain;
+mod holdings;
 mod network;
 mod storage;
 mod xml;
@@ -18,8 +19,8 @@ mod xml;
 use std::time::Duration;
 
 use envctl_provider::{
-    Capabilities, EnvironmentSpec, ImageKind, ImageSource, MachineSpec, MachineStatus, MachineUp,
-    Phase, Provider, ProviderError, ProviderKind, Report,
+    Capabilities, EnvironmentSpec, Holding, ImageKind, ImageSource, MachineSpec, MachineStatus,
+    MachineUp, Phase, Provider, ProviderError, ProviderKind, Report,
 };
 
 pub use accel::Accel;
@@ -199,6 +200,10 @@ impl Provider for LibvirtProvider {
 
     async fn status(&self, env: &EnvironmentSpec) -> Result<Vec<MachineStatus>, ProviderError> {
         self.machine_statuses(env).await
+    }
+
+    async fn holdings(&self) -> Result<Vec<Holding>, ProviderError> {
+        self.all_holdings().await
     }
 
     async fn log_tail(&self, env: &EnvironmentSpec, machine: &str, lines: usize) -> Option<String> {

@@ -238,7 +238,7 @@ fn common_domain(machines: &[MachineSpec]) -> Option<String> {
 }
 
 /// Every network libvirt knows, read from its XML.
-fn list_networks(connect: &Connect) -> Result<Vec<NetInfo>, ProviderError> {
+pub(crate) fn list_networks(connect: &Connect) -> Result<Vec<NetInfo>, ProviderError> {
     let networks = connect
         .list_all_networks(0)
         .map_err(|err| backend("listing libvirt networks", err))?;

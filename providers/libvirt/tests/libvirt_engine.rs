@@ -353,6 +353,25 @@ async fn libvirt_two_machines_boot_resolve_each_other_and_go_away() {
         ]
     );
 
+    // What `envctl gc` sees: the owner, with its folder, and everything made for it.
+    let holding = provider
+        .holdings()
+        .await
+        .expect("holdings")
+        .into_iter()
+        .find(|holding| holding.owner.env_id == env.id)
+        .expect("the environment's holding");
+    assert_eq!(holding.owner.env, name);
+    assert_eq!(holding.owner.project_dir.as_ref(), Some(&env.project_dir));
+    assert_eq!(
+        holding.resources,
+        [
+            format!("domain {name}-alpha"),
+            format!("domain {name}-beta"),
+            format!("network {}", env.network_name()),
+        ]
+    );
+
     for machine in ["alpha", "beta"] {
         provider.destroy(&env, machine).await.expect("destroy");
         provider
@@ -365,6 +384,11 @@ async fn libvirt_two_machines_boot_resolve_each_other_and_go_away() {
     assert_eq!(
         provider.status(&env).await.expect("status after destroy"),
         vec![]
+    );
+    let holdings = provider.holdings().await.expect("holdings after teardown");
+    assert!(
+        holdings.iter().all(|h| h.owner.env_id != env.id),
+        "{holdings:?}"
     );
     let leftovers = guard.leftovers();
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");

@@ -5,12 +5,14 @@
 //! envctl's state directory and never prints: progress goes through [`Report`].
 
 mod error;
+mod owner;
 pub mod routes;
 mod spec;
 
 use std::future::Future;
 
 pub use error::{BoxError, ProviderError};
+pub use owner::{group_holdings, Holding, Owner};
 pub use spec::{
     Access, BoxImage, BuildRecipe, Capabilities, EnvironmentSpec, GuestAddress, HostKey, ImageKind,
     ImageSource, MachineSpec, MachineState, MachineStatus, MachineUp, NetworkSpec, Phase,
@@ -88,6 +90,10 @@ pub trait Provider: Send + Sync {
         &self,
         env: &EnvironmentSpec,
     ) -> impl Future<Output = Result<Vec<MachineStatus>, ProviderError>> + Send;
+
+    /// Every environment that has resources on this backend, found by the marks on them,
+    /// whatever its id: what `envctl gc` and `up`'s repair of lost state start from.
+    fn holdings(&self) -> impl Future<Output = Result<Vec<Holding>, ProviderError>> + Send;
 
     /// The last lines a machine printed (console or sshd log), to explain a failure.
     /// Never wrong to leave as it is: some backends have nothing to show.

@@ -74,7 +74,8 @@ pub struct EnvironmentSpec {
     pub id: String,
     /// The folder of the Machinefile, recorded on resources to say whose they are.
     pub project_dir: PathBuf,
-    /// A folder the caller owns where a backend may keep console logs.
+    /// A folder the caller owns where a backend may keep console logs; empty when there is
+    /// none (see [`EnvironmentSpec::for_removal`]).
     pub console_dir: PathBuf,
     pub network: NetworkSpec,
 }

@@ -185,6 +185,8 @@ impl VirtualboxProvider {
         let finish = async {
             self.set_extradata(base, keys::ENV_ID, &env.id).await?;
             self.set_extradata(base, keys::ENV, &env.name).await?;
+            self.set_extradata(base, keys::PROJECT, &env.project_dir.display().to_string())
+                .await?;
             self.vbox.run(["snapshot", base, "take", SNAPSHOT]).await
         };
         let Err(err) = finish.await else {

@@ -9,6 +9,7 @@
 //! host-only interfaces with host-only networks ([`HostOnlyKind`]).
 
 mod boxes;
+mod holdings;
 mod machine;
 mod network;
 mod parse;
@@ -23,8 +24,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use envctl_provider::{
-    Capabilities, EnvironmentSpec, ImageKind, MachineSpec, MachineStatus, MachineUp, Provider,
-    ProviderError, ProviderKind, Report,
+    Capabilities, EnvironmentSpec, Holding, ImageKind, MachineSpec, MachineStatus, MachineUp,
+    Provider, ProviderError, ProviderKind, Report,
 };
 
 use crate::network::HostOnly;
@@ -40,6 +41,8 @@ pub mod keys {
     pub const ENV: &str = "envctl/env";
     /// On VMs: the environment's random id, what makes a VM the environment's own.
     pub const ENV_ID: &str = "envctl/env-id";
+    /// On VMs: the folder of the environment's Machinefile, to tell whose a VM is.
+    pub const PROJECT: &str = "envctl/project";
     /// On machine VMs (not base VMs): the machine's name.
     pub const MACHINE: &str = "envctl/machine";
     /// On machine VMs: the host-only interface whose DHCP server holds the machine's fixed
@@ -328,6 +331,10 @@ impl Provider for VirtualboxProvider {
 
     async fn status(&self, env: &EnvironmentSpec) -> Result<Vec<MachineStatus>, ProviderError> {
         self.machine_statuses(env).await
+    }
+
+    async fn holdings(&self) -> Result<Vec<Holding>, ProviderError> {
+        self.all_holdings().await
     }
 
     async fn log_tail(&self, env: &EnvironmentSpec, machine: &str, lines: usize) -> Option<String> {

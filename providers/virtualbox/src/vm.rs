@@ -125,6 +125,8 @@ impl VirtualboxProvider {
             // The id first: from then on a crash leaves a VM envctl knows as its own.
             self.set_extradata(&vm, keys::ENV_ID, &env.id).await?;
             self.set_extradata(&vm, keys::ENV, &env.name).await?;
+            self.set_extradata(&vm, keys::PROJECT, &env.project_dir.display().to_string())
+                .await?;
             self.set_extradata(&vm, keys::MACHINE, &machine.name)
                 .await?;
             let info = self.vm_info(&vm).await?;

@@ -217,10 +217,10 @@ async fn virtualbox_failed_cleanup_says_what_is_left() {
     let mut fake = Fake::new("fail-undo", V7);
     prepared(&fake, HostOnlyKind::Interface).await;
     // A new provider: --version, then up of web1 looks up the host-only interface (list
-    // hostonlyifs, list dhcpservers), then getextradata, clonevm, setextradata ×3, showvminfo,
+    // hostonlyifs, list dhcpservers), then getextradata, clonevm, setextradata ×4, showvminfo,
     // modifyvm, dhcpserver, setextradata, startvm (fails), dhcpserver and unregistervm (the
     // cleanup, which fails too).
-    let unregister = fake.calls() + 1 + 14;
+    let unregister = fake.calls() + 1 + 15;
     fake.set("FAKE_VBOX_FAIL_ON", "startvm");
     fake.set("FAKE_VBOX_FAIL_CALL", &unregister.to_string());
     let (env, machines) = example(&fake);

@@ -29,14 +29,18 @@ struct Metadata {
     provider: Option<String>,
 }
 
-/// envctl's own store: `$ENVCTL_DATA_DIR`, else `$XDG_DATA_HOME/envctl`, else
-/// `~/.local/share/envctl`, then `boxes/`.
+/// envctl's own store: `boxes/` in the data folder.
 pub fn own_store() -> PathBuf {
-    let data = std::env::var_os("ENVCTL_DATA_DIR")
+    data_dir().join("boxes")
+}
+
+/// The user's envctl data folder (box store, environment registry): `$ENVCTL_DATA_DIR`,
+/// else `$XDG_DATA_HOME/envctl`, else `~/.local/share/envctl`.
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("ENVCTL_DATA_DIR")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("XDG_DATA_HOME").map(|dir| PathBuf::from(dir).join("envctl")))
-        .unwrap_or_else(|| home().join(".local/share/envctl"));
-    data.join("boxes")
+        .unwrap_or_else(|| home().join(".local/share/envctl"))
 }
 
 /// Vagrant's store: `$VAGRANT_HOME/boxes`, else `~/.vagrant.d/boxes`.

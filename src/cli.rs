@@ -30,10 +30,14 @@ pub enum Command {
     Provision(NamesArgs),
     /// Stop machines, keeping them
     Halt(NamesArgs),
+    /// Halt machines, then bring them up again (Vagrant's reload)
+    Reload(ReloadArgs),
     /// Remove machines; with none left, everything envctl made for the environment
     Destroy(DestroyArgs),
     /// Show each machine's state
     Status(StatusArgs),
+    /// List every envctl environment on this machine, with the machine states last seen
+    GlobalStatus(GlobalStatusArgs),
     /// Open a shell on a machine, or run a command there
     Ssh(SshArgs),
     /// Print OpenSSH `Host` blocks for the machines, for `Include` in ~/.ssh/config
@@ -42,6 +46,8 @@ pub enum Command {
     Inventory(InventoryArgs),
     /// Check the Machinefile and report every problem in it
     Validate,
+    /// List (or with --remove, remove) what envctl made for environments that are gone
+    Gc(GcArgs),
     /// Manage Vagrant boxes for the libvirt and VirtualBox providers
     #[command(subcommand)]
     Box(BoxCommand),
@@ -78,13 +84,32 @@ pub enum BoxCommand {
 
 #[derive(Debug, Args)]
 pub struct NamesArgs {
-    /// Machines to act on; all when none is given
+    /// Machines to act on (a name, or /regex/); all when none is given
     pub names: Vec<String>,
 }
 
 #[derive(Debug, Args)]
+pub struct ReloadArgs {
+    /// Machines to reload (a name, or /regex/); all when none is given
+    pub names: Vec<String>,
+    /// Run the playbook even on machines already provisioned
+    #[arg(long, conflicts_with = "no_provision")]
+    pub provision: bool,
+    /// Do not run the playbook
+    #[arg(long)]
+    pub no_provision: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalStatusArgs {
+    /// First drop the environments whose folder or .envctl/state.json is gone
+    #[arg(long)]
+    pub prune: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct UpArgs {
-    /// Machines to bring up; all when none is given
+    /// Machines to bring up (a name, or /regex/); all when none is given
     pub names: Vec<String>,
     /// The provider to use [default: the Machinefile's, else the one in use, else docker]
     #[arg(long, env = "ENVCTL_PROVIDER", value_parser = parse_provider)]
@@ -95,11 +120,15 @@ pub struct UpArgs {
     /// Do not run the playbook
     #[arg(long)]
     pub no_provision: bool,
+    /// If the environment runs under another provider, destroy it there and bring it up
+    /// under this one (same keys, names, addresses)
+    #[arg(long)]
+    pub switch: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct DestroyArgs {
-    /// Machines to destroy; all when none is given
+    /// Machines to destroy (a name, or /regex/); all when none is given
     pub names: Vec<String>,
     /// Do not ask for confirmation
     #[arg(short, long)]
@@ -107,15 +136,28 @@ pub struct DestroyArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Only look at this provider [default: every one that answers]
+    #[arg(long, value_parser = parse_provider)]
+    pub provider: Option<ProviderKind>,
+    /// Remove what lost environments left, instead of only listing it
+    #[arg(long)]
+    pub remove: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct StatusArgs {
     /// Print JSON (the format is stable; see the README)
     #[arg(long)]
     pub json: bool,
+    /// Print Vagrant's machine-readable lines (`timestamp,target,type,data`)
+    #[arg(long, conflicts_with = "json")]
+    pub machine_readable: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct SshArgs {
-    /// The machine
+    /// The machine (a name, or a /regex/ that matches only it)
     pub name: String,
     /// A command to run instead of a shell
     #[arg(last = true)]

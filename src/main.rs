@@ -3,22 +3,28 @@
 mod boxes;
 mod cli;
 mod commands;
+mod interrupt;
 mod inventory;
 mod keys;
-mod manifest;
+mod machine_readable;
 mod ops;
 mod output;
 mod providers;
+mod registry;
 mod ssh;
 mod state;
 
 use std::process::ExitCode;
 
 use clap::Parser;
+// The Machinefile lives in the library (src/lib.rs) so the fuzz target can reach it;
+// this keeps every `crate::manifest::...` path of the binary as it was.
+use envctl::manifest;
 
 use crate::manifest::ManifestError;
 
-/// Bad input (a Machinefile with problems, or a bad command line) exits with 2.
+/// Bad input (a Machinefile with problems, machine names that select nothing, or a bad
+/// command line) exits with 2.
 const EXIT_BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
@@ -34,11 +40,22 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    let result = runtime.block_on(commands::run(cli));
+    // Backend calls still running on the blocking pool are not waited for.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.is::<interrupt::Interrupted>() => {
+            output::error(&err.to_string());
+            ExitCode::from(interrupt::EXIT_INTERRUPTED)
+        }
         Err(err) => match err.downcast_ref::<ManifestError>() {
             Some(manifest_error) => {
                 output::error(&manifest_error.to_string());
+                ExitCode::from(EXIT_BAD_INPUT)
+            }
+            None if err.is::<ops::SelectError>() => {
+                output::error(&format!("{err:#}"));
                 ExitCode::from(EXIT_BAD_INPUT)
             }
             None => {

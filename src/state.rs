@@ -84,6 +84,21 @@ impl StateDir {
         create_private_dir(&self.root)
     }
 
+    /// Makes the console log folder private before a backend writes in it: backends would
+    /// make it with the umask's mode.
+    pub fn create_console_dir(&self) -> Result<PathBuf> {
+        let dir = self.console_dir();
+        create_private_dir(&dir)?;
+        Ok(dir)
+    }
+
+    /// Takes the group and other bits off everything in the folder. Programs envctl runs
+    /// write some files here with their umask's mode (VirtualBox's console logs), and a
+    /// file written by an older envctl may be left as it was.
+    pub fn restrict(&self) -> Result<()> {
+        restrict_tree(&self.root)
+    }
+
     /// The saved state, or a fresh one with a new environment id.
     pub fn load(&self) -> Result<State> {
         let path = self.state_file();
@@ -169,6 +184,32 @@ pub fn create_private_dir(path: &Path) -> Result<()> {
         .with_context(|| format!("creating {}", path.display()))?;
     fs::set_permissions(path, fs::Permissions::from_mode(0o700))
         .with_context(|| format!("restricting {}", path.display()))
+}
+
+/// Clears the group and other bits of `path` and everything under it; symbolic links are
+/// left alone, as chmod would follow them.
+fn restrict_tree(path: &Path) -> Result<()> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+    };
+    if meta.file_type().is_symlink() {
+        return Ok(());
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o077 != 0 {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o7700))
+            .with_context(|| format!("restricting {}", path.display()))?;
+    }
+    if meta.is_dir() {
+        let entries = fs::read_dir(path).with_context(|| format!("reading {}", path.display()))?;
+        for entry in entries {
+            let entry = entry.with_context(|| format!("reading {}", path.display()))?;
+            restrict_tree(&entry.path())?;
+        }
+    }
+    Ok(())
 }
 
 /// Writes `contents` to `path` atomically, readable by its owner only.

@@ -154,3 +154,87 @@ fn a_missing_box_or_virtualbox_is_a_clear_error_that_changes_nothing() {
     );
     fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn names_that_select_nothing_exit_2_before_anything_happens() {
+    let example = repo().join("environments/example");
+    let machines = "its machines are: web1, web2, db1";
+    let bad_regex = "`/web[/` is not a valid regular expression";
+    let cases: [(&[&str], &str); 11] = [
+        (&["up", "/web[/"], bad_regex),
+        (&["halt", "/web[/"], bad_regex),
+        (&["reload", "web1", "/web[/"], bad_regex),
+        (&["provision", "/web[/"], bad_regex),
+        (&["destroy", "-f", "/web[/"], bad_regex),
+        (&["ssh", "/web[/"], bad_regex),
+        (
+            &["up", "/^cache/"],
+            "matches `/^cache/`; its machines are: web1, web2, db1",
+        ),
+        (&["reload", "/^cache/"], machines),
+        (&["destroy", "-f", "web1", "/cache/"], machines),
+        (&["up", "web9"], "has no machine `web9`"),
+        (
+            &["ssh", "/web/"],
+            "`/web/` matches 2 machines (web1, web2); this command takes one",
+        ),
+    ];
+    for (args, message) in cases {
+        let output = envctl_in(&example, args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "envctl {args:?}: {}",
+            show(&output)
+        );
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains(message),
+            "envctl {args:?}: {}",
+            show(&output)
+        );
+    }
+    assert!(
+        !example.join(".envctl").exists(),
+        "state was created in the example environment"
+    );
+}
+
+#[test]
+fn status_is_json_or_machine_readable_not_both() {
+    let output = envctl_in(
+        &repo().join("environments/example"),
+        &["status", "--json", "--machine-readable"],
+    );
+    assert_eq!(output.status.code(), Some(2), "{}", show(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("cannot be used with"),
+        "{}",
+        show(&output)
+    );
+}
+
+#[test]
+fn global_status_needs_no_machinefile() {
+    let dir = std::env::temp_dir().join(format!("envctl-cli-global-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap();
+    for args in [&["global-status"][..], &["global-status", "--prune"]] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_envctl"))
+            .args(args)
+            .current_dir(&dir)
+            .env("ENVCTL_DATA_DIR", dir.join("data"))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}: {}", show(&output));
+        assert!(output.stdout.is_empty(), "{args:?}: {}", show(&output));
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("no envctl environment"),
+            "{args:?}: {}",
+            show(&output)
+        );
+    }
+    assert!(
+        !dir.join("data").exists(),
+        "listing nothing made the data folder"
+    );
+    fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,11 +1,16 @@
 //! End to end on real libvirtd and QEMU under TCG, with the offline test box added the
 //! way users add boxes: the example environment, unchanged but for `--provider libvirt`.
+//! It starts under Docker and is switched to libvirt and back (`up --switch`), comparing
+//! the inventories and what the playbook recorded on the machines each time.
 
 mod common;
 
 use std::fs;
 
-use common::{libvirt_objects, require_ansible, require_libvirt, show, TestEnv};
+use common::{
+    docker_objects, libvirt_objects, require_ansible, require_docker, require_libvirt, show,
+    TestEnv,
+};
 
 const MACHINES: [(&str, &str, &str); 3] = [
     ("web1", "192.168.56.11", "web1.example.test"),
@@ -13,9 +18,33 @@ const MACHINES: [(&str, &str, &str); 3] = [
     ("db1", "192.168.56.13", "db1.example.test"),
 ];
 
+/// What the playbook left on each machine, and how each machine sees itself.
+fn records(env: &TestEnv) -> Vec<String> {
+    MACHINES
+        .iter()
+        .map(|(name, ..)| {
+            env.ssh(
+                name,
+                "hostname -f; ip -4 -o addr show | grep -o 'inet [0-9./]*' | sort; \
+                 cat /var/lib/envctl-example/role /var/lib/envctl-example/greeting; \
+                 wc -l < /var/lib/envctl-example/runs",
+            )
+        })
+        .collect()
+}
+
+/// The generated inventory and the copy the Machinefile asks for.
+fn inventories(env: &TestEnv) -> (String, String) {
+    (
+        fs::read_to_string(env.state_dir().join("inventory")).unwrap(),
+        fs::read_to_string(env.dir.join("inventory")).unwrap(),
+    )
+}
+
 #[test]
 fn libvirt_example_environment_round_trip() {
     let box_file = require_libvirt();
+    require_docker();
     require_ansible();
     let mut env = TestEnv::copy_of("example", |text| text);
     env.vars
@@ -32,12 +61,41 @@ fn libvirt_example_environment_round_trip() {
         .ok(&["box", "list"])
         .contains("debian/bookworm64 (libvirt, 0)"));
 
-    let up = env.envctl(&["up", "--provider", "libvirt"]);
+    // First under Docker, the default.
+    env.ok(&["up"]);
+    let env_id = env.env_id();
+    let public_key = fs::read_to_string(env.state_dir().join("id_ed25519.pub")).unwrap();
+    let docker_inventories = inventories(&env);
+    let docker_records = records(&env);
+    assert!(docker_records[1].contains("web 8081"), "{docker_records:?}");
+    let label = format!("envctl.env-id={env_id}");
+    assert_eq!(docker_objects("container", &label).len(), 3);
+
+    // Another provider without --switch is refused, and nothing changes.
+    let refused = env.envctl(&["up", "--provider", "libvirt"]);
+    assert!(!refused.status.success(), "{}", show(&refused));
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("--switch"),
+        "{}",
+        show(&refused)
+    );
+    assert!(env.states().iter().all(|(_, state)| state == "running"));
+
+    let up = env.envctl(&["up", "--provider", "libvirt", "--switch"]);
     assert!(up.status.success(), "{}", show(&up));
+    assert!(docker_objects("container", &label).is_empty());
+    assert!(docker_objects("network", &label).is_empty());
+    // The same environment: id, key, inventory, and what the playbook recorded.
+    assert_eq!(env.env_id(), env_id);
+    assert_eq!(
+        fs::read_to_string(env.state_dir().join("id_ed25519.pub")).unwrap(),
+        public_key
+    );
+    assert_eq!(inventories(&env), docker_inventories);
+    assert_eq!(records(&env), docker_records);
     assert_eq!(libvirt_objects("list", "example-").len(), 3);
     assert_eq!(libvirt_objects("net-list", "example-"), ["example-net"]);
 
-    let public_key = fs::read_to_string(env.state_dir().join("id_ed25519.pub")).unwrap();
     for (name, ip, hostname) in MACHINES {
         assert_eq!(env.ssh(name, "hostname -f"), hostname);
         assert!(
@@ -110,7 +168,16 @@ fn libvirt_example_environment_round_trip() {
     );
     assert_eq!(env.ssh("db1", "hostname -f"), "db1.example.test");
 
+    // And back to Docker: the libvirt machines go, the same environment comes up again.
+    env.ok(&["up", "--provider", "docker", "--switch"]);
+    assert_eq!(libvirt_objects("list", "example-"), Vec::<String>::new());
+    assert_eq!(libvirt_objects("net-list", "example-"), Vec::<String>::new());
+    assert_eq!(env.env_id(), env_id);
+    assert_eq!(inventories(&env), docker_inventories);
+    assert_eq!(records(&env), docker_records);
+
     env.ok(&["destroy", "--force"]);
+    assert!(docker_objects("container", &label).is_empty());
     assert_eq!(
         libvirt_objects("list", "example-"),
         Vec::<String>::new(),

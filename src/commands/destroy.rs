@@ -16,7 +16,10 @@ pub async fn run(ws: &Workspace, args: DestroyArgs) -> Result<()> {
         let what = if args.names.is_empty() {
             format!("every machine of environment `{}`", ws.manifest.name)
         } else {
-            args.names.join(", ")
+            // By name, since `/regex/`es may be among what was asked.
+            let selected = ws.select(&args.names)?;
+            let names: Vec<&str> = selected.iter().map(|m| m.name.as_str()).collect();
+            names.join(", ")
         };
         if !output::confirm(&format!("Destroy {what}?")) {
             output::status("Cancelled", "nothing was destroyed");

@@ -1,6 +1,9 @@
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use anyhow::{Context, Result};
 
 use crate::cli::StatusArgs;
+use crate::machine_readable;
 use crate::ops::{self, Workspace};
 use crate::output;
 
@@ -9,6 +12,13 @@ pub async fn run(ws: &Workspace, args: StatusArgs) -> Result<()> {
     if args.json {
         let json = serde_json::to_string_pretty(&report).context("encoding the status")?;
         output::data(&format!("{json}\n"));
+        return Ok(());
+    }
+    if args.machine_readable {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        output::data(&machine_readable::status(&report, now));
         return Ok(());
     }
     let provider = report.provider.as_deref().unwrap_or("none yet");

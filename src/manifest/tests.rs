@@ -1,6 +1,6 @@
 //! Data-driven: every `tests/bad-machinefiles/NAME.yaml` must produce exactly the problems
-//! written in `NAME.expected`. `ENVCTL_BLESS=1 cargo test` rewrites the expected files;
-//! read the diff before committing it.
+//! written in `NAME.expected`. `ENVCTL_BLESS=1 cargo test --lib manifest` rewrites the
+//! expected files; read the diff before committing it.
 
 use std::fs;
 use std::path::{Path, PathBuf};

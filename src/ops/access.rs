@@ -42,8 +42,12 @@ pub fn inventory(ws: &Workspace, format: InventoryFormat) -> Result<String> {
 /// `Host` blocks for the machines that exist (one, when `name` is given).
 pub fn ssh_config(ws: &Workspace, name: Option<&str>) -> Result<String> {
     let state = ws.state_dir.load()?;
+    // A `/regex/` is taken when it selects exactly one machine.
+    let name = match name {
+        Some(name) => Some(ws.select_one(name)?.name.as_str()),
+        None => None,
+    };
     if let Some(name) = name {
-        ws.select(&[name.to_string()])?;
         if !state.machines.contains_key(name) {
             bail!("machine `{name}` is not created: run `envctl up {name}` first");
         }
@@ -61,7 +65,9 @@ pub fn ssh_config(ws: &Workspace, name: Option<&str>) -> Result<String> {
 /// Replaces this process with `ssh` to `name`, running `command` if given.
 pub fn ssh(ws: &Workspace, name: &str, command: &[String]) -> Result<()> {
     let state = ws.state_dir.load()?;
-    let machine = ws.select(&[name.to_string()])?[0];
+    // A `/regex/` is taken when it selects exactly one machine.
+    let machine = ws.select_one(name)?;
+    let name = machine.name.as_str();
     let Some(record) = state.machines.get(name) else {
         bail!("machine `{name}` is not created: run `envctl up {name}` first");
     };

@@ -3,17 +3,19 @@
 //! generated, set the hostname (and the static address, when the backend cannot hand it
 //! out), and leave the insecure key no longer authorized.
 
+use std::fs::OpenOptions;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use envctl_provider::{GuestAddress, MachineSpec};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 use crate::ssh::{self, Credentials, SshTarget};
-use crate::state::{write_private, StateDir};
+use crate::state::{create_private_dir, write_private, StateDir};
 
 /// Vagrant's insecure private keys: public knowledge, shipped by Vagrant itself.
 const INSECURE_KEYS: [(&str, &str); 2] = [
@@ -38,8 +40,7 @@ pub async fn bootstrap(
     timeout: Duration,
 ) -> Result<()> {
     let deadline = Instant::now() + timeout;
-    let insecure = write_insecure_keys(state_dir)?;
-    let first_contact = state_dir.root.join("first_contact").join(&spec.name);
+    let (insecure, first_contact) = prepare_state(state_dir, &spec.name)?;
     let script = script(spec, guest_address);
     let mut last_seen = String::from("nothing yet");
     while Instant::now() < deadline {
@@ -63,6 +64,26 @@ pub async fn bootstrap(
     bail!("no SSH with Vagrant's insecure key before the time-out; last seen: {last_seen}")
 }
 
+/// What bootstrap keeps in `.envctl/`: Vagrant's insecure keys, and the file where ssh
+/// records the box's own host key at first contact. That file is made here, empty and
+/// private, because ssh would create it with the umask's mode.
+pub(super) fn prepare_state(
+    state_dir: &StateDir,
+    machine: &str,
+) -> Result<(Vec<PathBuf>, PathBuf)> {
+    let insecure = write_insecure_keys(state_dir)?;
+    let dir = state_dir.root.join("first_contact");
+    create_private_dir(&dir)?;
+    let first_contact = dir.join(machine);
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(&first_contact)
+        .with_context(|| format!("creating {}", first_contact.display()))?;
+    Ok((insecure, first_contact))
+}
+
 fn write_insecure_keys(state_dir: &StateDir) -> Result<Vec<PathBuf>> {
     INSECURE_KEYS
         .iter()
@@ -83,9 +104,6 @@ async fn run_with_insecure_key(
     first_contact: &std::path::Path,
     script: &str,
 ) -> Result<(), String> {
-    if let Some(dir) = first_contact.parent() {
-        crate::state::create_private_dir(dir).map_err(|err| format!("{err:#}"))?;
-    }
     let mut command = Command::new("ssh");
     command
         .args([
@@ -170,7 +188,7 @@ printf '%s\n' {short} > /etc/hostname
 hostname {short}
 sed -i '/[[:space:]]{fqdn_re}\([[:space:]]\|$\)/d; /^127\.0\.1\.1[[:space:]]/d' /etc/hosts
 printf '%s\n' '{ip} {fqdn} {short_raw}' >> /etc/hosts
-"#,
+{domains}"#,
         user = shell_word(&spec.user),
         authorized = shell_word(&spec.authorized_key),
         host_private = ensure_newline(&spec.host_key.private_openssh),
@@ -180,6 +198,7 @@ printf '%s\n' '{ip} {fqdn} {short_raw}' >> /etc/hosts
         fqdn = fqdn,
         fqdn_re = fqdn.replace('.', "\\."),
         ip = spec.ip,
+        domains = USE_DHCP_DOMAINS,
     );
     if let Some(address) = guest_address {
         script.push_str(&format!(
@@ -191,6 +210,7 @@ ip link set "$iface" up
 ip -4 addr replace {ip}/{prefix} dev "$iface"
 if [ -d /etc/systemd/network ]; then
   printf '%s\n' '[Match]' "MACAddress=$mac" '[Network]' 'Address={ip}/{prefix}' > /etc/systemd/network/10-envctl.network
+  chmod 644 /etc/systemd/network/10-envctl.network
 else
   printf '%s\n' "auto $iface" "iface $iface inet static" '  address {ip}/{prefix}' > "/etc/network/interfaces.d/envctl-$iface"
 fi
@@ -206,6 +226,27 @@ fi
     );
     script
 }
+
+/// systemd-networkd ignores the search domain DHCP hands out (`UseDomains=no` by
+/// default), so single-label names such as `web2` do not resolve in guests that use it.
+/// A drop-in for each .network file fixes it from the next boot on; for this boot the
+/// domain of the current lease goes straight to resolved, because reloading networkd
+/// would restart DHCP under the very SSH connection running this script. The files must
+/// be readable by networkd, which does not run as root (the script runs under umask 077).
+const USE_DHCP_DOMAINS: &str = r#"if [ -d /etc/systemd/network ] && systemctl is-active --quiet systemd-networkd; then
+  for network in /etc/systemd/network/*.network; do
+    [ -f "$network" ] || continue
+    install -d -m 755 "$network.d"
+    printf '%s\n' '[DHCPv4]' 'UseDomains=yes' > "$network.d/99-envctl-domains.conf"
+    chmod 644 "$network.d/99-envctl-domains.conf"
+  done
+  for lease in /run/systemd/netif/leases/*; do
+    [ -f "$lease" ] || continue
+    domain=$(sed -n 's/^DOMAINNAME=//p' "$lease")
+    [ -z "$domain" ] || resolvectl domain "$(basename "$lease")" "$domain" || true
+  done
+fi
+"#;
 
 fn shell_word(text: &str) -> String {
     format!("'{}'", text.replace('\'', r"'\''"))
@@ -272,5 +313,28 @@ mod tests {
             .status()
             .unwrap();
         assert!(check.success());
+    }
+
+    /// A Vagrant box's user has the password `vagrant`: the drop-in that turns passwords
+    /// and root logins off must sort before anything else in sshd_config.d (sshd keeps the
+    /// first value it reads), and networkd must take the DHCP search domain.
+    #[test]
+    fn the_script_hardens_sshd_and_takes_the_dhcp_domain() {
+        let script = script(&spec(), None);
+        let dropin = script
+            .lines()
+            .find(|line| line.ends_with("> /etc/ssh/sshd_config.d/00-envctl.conf"))
+            .expect("no sshd drop-in");
+        for setting in [
+            "'PasswordAuthentication no'",
+            "'KbdInteractiveAuthentication no'",
+            "'PermitRootLogin no'",
+        ] {
+            assert!(dropin.contains(setting), "{setting} missing from {dropin}");
+        }
+        assert!(script.contains("'[DHCPv4]' 'UseDomains=yes'"));
+        assert!(script.contains("resolvectl domain"));
+        let restart = script.find("systemctl restart ssh").unwrap();
+        assert!(script.find("00-envctl.conf").unwrap() < restart);
     }
 }

@@ -2,10 +2,11 @@
 //! state folder, so nothing envctl made remains.
 
 use anyhow::{bail, Result};
-use envctl_provider::Provider;
+use envctl_provider::{MachineState, Provider};
 use futures_util::future::join_all;
 
-use super::{extra_inventory_path, running_provider, Workspace};
+use super::{extra_inventory_path, global_status, ownership, running_provider, Workspace};
+use crate::interrupt;
 use crate::output;
 use crate::providers::AnyProvider;
 
@@ -18,6 +19,7 @@ pub async fn destroy(ws: &Workspace, opts: DestroyOptions) -> Result<()> {
     // Names are checked before the lock, which creates .envctl/.
     let selected = ws.select(&opts.names)?;
     let lock = ws.state_dir.lock("destroy")?;
+    interrupt::install();
     let mut state = ws.state_dir.load()?;
     let whole = selected.len() == ws.manifest.machines.len();
     if let Some(kind) = running_provider(&state) {
@@ -45,7 +47,8 @@ pub async fn destroy(ws: &Workspace, opts: DestroyOptions) -> Result<()> {
             );
         }
         if whole {
-            provider.teardown(&env).await?;
+            // Also machines the backend has that the Machinefile no longer names.
+            ownership::remove_all(&provider, &env).await?;
         }
     }
     if whole {
@@ -54,9 +57,15 @@ pub async fn destroy(ws: &Workspace, opts: DestroyOptions) -> Result<()> {
         }
         drop(lock);
         ws.state_dir.remove()?;
+        global_status::forget(ws);
         output::status("Destroyed", &format!("environment `{}`", ws.manifest.name));
     } else {
         super::access::write_generated(ws, &state)?;
+        let seen: Vec<(&str, &MachineState)> = selected
+            .iter()
+            .map(|machine| (machine.name.as_str(), &MachineState::NotCreated))
+            .collect();
+        global_status::remember_states(ws, &state, &seen);
         output::status("Destroyed", &format!("{} machines", selected.len()));
     }
     Ok(())

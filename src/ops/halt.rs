@@ -1,10 +1,10 @@
 //! `envctl halt`: stop machines in parallel, keeping them and their state.
 
 use anyhow::{bail, Result};
-use envctl_provider::Provider;
+use envctl_provider::{MachineState, Provider};
 use futures_util::future::join_all;
 
-use super::{running_provider, Workspace};
+use super::{global_status, running_provider, Workspace};
 use crate::output;
 use crate::providers::AnyProvider;
 
@@ -12,6 +12,7 @@ pub async fn halt(ws: &Workspace, names: &[String]) -> Result<()> {
     // Names are checked before the lock, which creates .envctl/.
     let selected = ws.select(names)?;
     let _lock = ws.state_dir.lock("halt")?;
+    crate::interrupt::install();
     let state = ws.state_dir.load()?;
     let Some(kind) = running_provider(&state) else {
         output::status(
@@ -35,6 +36,12 @@ pub async fn halt(ws: &Workspace, names: &[String]) -> Result<()> {
     if !failures.is_empty() {
         bail!("could not halt:\n  {}", failures.join("\n  "));
     }
+    let seen: Vec<(&str, &MachineState)> = selected
+        .iter()
+        .filter(|machine| state.machines.contains_key(&machine.name))
+        .map(|machine| (machine.name.as_str(), &MachineState::Stopped))
+        .collect();
+    global_status::remember_states(ws, &state, &seen);
     output::status("Halted", &format!("{} machines", selected.len()));
     Ok(())
 }

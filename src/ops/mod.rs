@@ -4,9 +4,16 @@
 mod access;
 mod bootstrap;
 mod destroy;
+mod gc;
+mod global_status;
 mod halt;
+mod ownership;
+#[cfg(test)]
+mod privacy_tests;
 mod provision;
 mod recipes;
+mod reload;
+mod select;
 mod status;
 mod up;
 
@@ -22,10 +29,17 @@ use crate::state::{State, StateDir};
 
 pub use access::{inventory, ssh, ssh_config, InventoryFormat};
 pub use destroy::{destroy, DestroyOptions};
+pub use gc::{gc, GcOptions};
+pub use global_status::global_status;
 pub use halt::halt;
 pub use provision::provision;
-pub use status::status;
-pub use up::{up, UpOptions};
+pub use reload::{reload, up, ReloadOptions};
+pub use select::SelectError;
+pub use status::{status, StatusReport};
+// Named only by the tests that build a report by hand.
+#[cfg(test)]
+pub use status::MachineLine;
+pub use up::UpOptions;
 
 /// A loaded environment: its validated Machinefile and its state folder.
 pub struct Workspace {
@@ -63,34 +77,7 @@ impl Workspace {
         })
     }
 
-    /// The machines `names` selects, all of them when empty. An unknown name is an error
-    /// that lists the known ones.
-    pub fn select(&self, names: &[String]) -> Result<Vec<&Machine>> {
-        if names.is_empty() {
-            return Ok(self.manifest.machines.iter().collect());
-        }
-        let mut selected = Vec::new();
-        for name in names {
-            match self.manifest.machine(name) {
-                Some(machine) if !selected.contains(&machine) => selected.push(machine),
-                Some(_) => {}
-                None => {
-                    let known: Vec<&str> = self
-                        .manifest
-                        .machines
-                        .iter()
-                        .map(|m| m.name.as_str())
-                        .collect();
-                    bail!(
-                        "{} has no machine `{name}`; its machines are: {}",
-                        self.manifest.path.display(),
-                        known.join(", ")
-                    );
-                }
-            }
-        }
-        Ok(selected)
-    }
+    // `select` and `select_one` are in select.rs.
 
     pub fn env_spec(&self, state: &State) -> EnvironmentSpec {
         EnvironmentSpec {

@@ -7,6 +7,7 @@ use envctl_provider::{MachineState, Provider};
 use tokio::process::Command;
 
 use super::{running_provider, Workspace};
+use crate::interrupt;
 use crate::output;
 use crate::providers::AnyProvider;
 use crate::state::{write_private, State};
@@ -16,6 +17,7 @@ pub async fn provision(ws: &Workspace, names: &[String]) -> Result<()> {
     // Names are checked before the lock, which creates .envctl/.
     let selected = ws.select(names)?;
     let _lock = ws.state_dir.lock("provision")?;
+    interrupt::install();
     let mut state = ws.state_dir.load()?;
     if ws.manifest.provision.is_none() {
         bail!(
@@ -52,6 +54,14 @@ pub(super) async fn run(ws: &Workspace, state: &mut State, names: &[String]) -> 
     let Some(provision) = &ws.manifest.provision else {
         return Ok(());
     };
+    // `names` may hold `/regex/`es, which Ansible would not read as envctl does: it is
+    // given the machines they select.
+    let selected: Vec<String> = if names.is_empty() {
+        Vec::new()
+    } else {
+        ws.select(names)?.iter().map(|m| m.name.clone()).collect()
+    };
+    let names = selected.as_slice();
     let program = which::which("ansible-playbook").context(
         "ansible-playbook is not on PATH: install Ansible (scripts/ensure-ansible does it on Debian)",
     )?;
@@ -86,7 +96,20 @@ pub(super) async fn run(ws: &Workspace, state: &mut State, names: &[String]) -> 
         &format!("with {}", provision.playbook.display()),
     );
     output::verbose(&format!("running {:?}", command.as_std()));
-    let status = command.status().await.context("running ansible-playbook")?;
+    let mut child = command.spawn().context("running ansible-playbook")?;
+    let status = match interrupt::cancellable(child.wait()).await {
+        Ok(status) => status.context("running ansible-playbook")?,
+        Err(interrupted) => {
+            // Ansible stops cleanly on SIGINT (it was not sent one if envctl got its Ctrl-C
+            // from `kill` rather than a terminal); it is waited for, never left running.
+            if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
+                // SAFETY: kill(2) with a pid from our own child, which we have not reaped.
+                unsafe { libc::kill(pid, libc::SIGINT) };
+            }
+            child.wait().await.ok();
+            return Err(interrupted.into());
+        }
+    };
     if !status.success() {
         bail!(
             "ansible-playbook failed ({status}); the machines are still up: fix the playbook and \

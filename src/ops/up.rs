@@ -9,14 +9,15 @@ use envctl_provider::{Access, MachineState, MachineUp, Provider, ProviderKind};
 use futures_util::future::join_all;
 
 use super::{
-    access, bootstrap, choose_provider, image_source, machine_spec, provision, running_provider,
-    Workspace,
+    access, bootstrap, choose_provider, image_source, machine_spec, ownership, provision,
+    running_provider, Workspace,
 };
+use crate::interrupt;
 use crate::keys;
 use crate::output::{self, Progress};
 use crate::providers::AnyProvider;
 use crate::ssh::{self, Credentials, SshTarget};
-use crate::state::MachineRecord;
+use crate::state::{MachineRecord, State};
 
 /// How long one machine may take from `up` to answering SSH, unless
 /// `ENVCTL_READY_TIMEOUT` (seconds) says otherwise.
@@ -37,6 +38,8 @@ pub struct UpOptions {
     /// `--provision` (Some(true)), `--no-provision` (Some(false)), or Vagrant's default:
     /// provision machines that have not been provisioned since they were created.
     pub provision: Option<bool>,
+    /// Move an environment that runs under another provider: destroy it there first.
+    pub switch: bool,
 }
 
 pub async fn up(ws: &Workspace, opts: UpOptions) -> Result<()> {
@@ -49,15 +52,17 @@ pub async fn up(ws: &Workspace, opts: UpOptions) -> Result<()> {
         .map(|machine| image_source(ws, machine, kind))
         .collect::<Result<Vec<_>>>()?;
     let _lock = ws.state_dir.lock("up")?;
+    interrupt::install();
     let mut state = ws.state_dir.load()?;
-    if let Some(current) = running_provider(&state) {
-        if current != kind && !state.machines.is_empty() {
+    if let Some(current) = running_provider(&state).filter(|current| *current != kind) {
+        if !opts.switch && !state.machines.is_empty() {
             bail!(
-                "environment `{}` runs under the {current} provider; to move it to {kind}, run \
-                 `envctl destroy` and then `envctl up --provider {kind}`",
+                "environment `{}` runs under the {current} provider; `envctl up --provider \
+                 {kind} --switch` moves it (destroying it under {current} first)",
                 ws.manifest.name
             );
         }
+        leave_provider(ws, &mut state, current).await?;
     }
     let keypair = keys::ensure_keypair(&ws.state_dir, &ws.manifest.name)?;
     let specs = selected
@@ -74,13 +79,27 @@ pub async fn up(ws: &Workspace, opts: UpOptions) -> Result<()> {
         );
     }
     let env = ws.env_spec(&state);
+    for holding in ownership::lost_by(&env, provider.holdings().await?) {
+        output::status(
+            "Replacing",
+            &format!(
+                "what an earlier `{}` in this folder left (id {}), which .envctl/ no longer \
+                 records and whose keys are gone",
+                env.name, holding.owner.env_id
+            ),
+        );
+        ownership::remove_holding(&provider, &holding).await?;
+    }
     provider.preflight(&env, &specs).await?;
+    interrupt::check()?;
 
     // From here on resources exist: record the provider first, so an interrupted `up`
     // is finished, not forgotten, by the next command.
     state.provider = Some(kind.to_string());
     ws.state_dir.save(&state)?;
+    super::global_status::remember(ws, &state);
     access::write_known_hosts(ws)?;
+    ws.state_dir.create_console_dir()?;
 
     let existing: HashSet<String> = provider
         .status(&env)
@@ -92,14 +111,26 @@ pub async fn up(ws: &Workspace, opts: UpOptions) -> Result<()> {
     let names: Vec<String> = specs.iter().map(|spec| spec.name.clone()).collect();
     let progress = Progress::new(&names);
     provider.prepare(&env, &specs, &progress).await?;
+    interrupt::check()?;
 
     let creds = Credentials {
         private_key: &keypair.private_key_path,
         known_hosts: &ws.state_dir.known_hosts(),
     };
+    // A backend call runs to its end even after Ctrl-C; waiting for SSH stops at once.
     let results = join_all(specs.iter().map(|spec| async {
         let up = provider.up(&env, spec, &progress).await?;
-        bring_to_ready(&provider, &env, spec, &up, creds, &ws.state_dir, &progress).await?;
+        interrupt::check()?;
+        interrupt::cancellable(bring_to_ready(
+            &provider,
+            &env,
+            spec,
+            &up,
+            creds,
+            &ws.state_dir,
+            &progress,
+        ))
+        .await??;
         Ok::<MachineUp, anyhow::Error>(up)
     }))
     .await;
@@ -130,6 +161,9 @@ pub async fn up(ws: &Workspace, opts: UpOptions) -> Result<()> {
     }
     ws.state_dir.save(&state)?;
     access::write_generated(ws, &state)?;
+    // After the backends and ssh have written theirs with their own umask.
+    ws.state_dir.restrict()?;
+    interrupt::check()?;
     if !failures.is_empty() {
         bail!(
             "{} of {} machines did not come up:\n  {}",
@@ -161,6 +195,34 @@ pub async fn up(ws: &Workspace, opts: UpOptions) -> Result<()> {
         provision::run(ws, &mut state, &opts.names).await?;
     }
     Ok(())
+}
+
+/// Destroys the environment under the provider it runs under now, keeping its keys, id
+/// and names, so `up` can bring it up under another one.
+async fn leave_provider(ws: &Workspace, state: &mut State, current: ProviderKind) -> Result<()> {
+    let env = ws.env_spec(state);
+    if !state.machines.is_empty() {
+        output::status(
+            "Switching",
+            &format!("from {current}: destroying the machines there"),
+        );
+    }
+    let old = match AnyProvider::connect(current, &ws.manifest).await {
+        Ok(old) => Some(old),
+        // No machine recorded there: an `up` cut off early, nothing worth blocking on.
+        Err(err) if state.machines.is_empty() => {
+            output::status("Skipping", &format!("the clean-up under {current}: {err}"));
+            None
+        }
+        Err(err) => return Err(err.into()),
+    };
+    if let Some(old) = old {
+        ownership::remove_all(&old, &env).await?;
+    }
+    state.machines.clear();
+    state.provider = None;
+    ws.state_dir.save(state)?;
+    access::write_generated(ws, state)
 }
 
 /// Waits for SSH and, for boxes that trust Vagrant's insecure key, swaps in the

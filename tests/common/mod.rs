@@ -15,8 +15,13 @@ pub fn repo() -> &'static Path {
 /// One environment in its own temporary folder; destroyed when dropped.
 pub struct TestEnv {
     pub dir: PathBuf,
-    /// Extra environment for every envctl run (e.g. a private box store).
+    /// Extra environment for every envctl run (e.g. a private box store); a later entry
+    /// for the same name wins. It starts with ENVCTL_DATA_DIR set to `data_dir`.
     pub vars: Vec<(String, PathBuf)>,
+    /// The environment's own envctl data folder (box store, registry of environments),
+    /// beside `dir` rather than in it, so moving `dir` leaves it where envctl looks:
+    /// no test reads or writes the user's.
+    pub data_dir: PathBuf,
 }
 
 impl TestEnv {
@@ -46,17 +51,28 @@ impl TestEnv {
             edit(fs::read_to_string(&machinefile).unwrap()),
         )
         .unwrap();
+        let data_dir = dir.with_file_name(format!(
+            "{}-data",
+            dir.file_name().unwrap().to_string_lossy()
+        ));
+        let _ = fs::remove_dir_all(&data_dir);
         TestEnv {
             dir,
-            vars: Vec::new(),
+            vars: vec![("ENVCTL_DATA_DIR".into(), data_dir.clone())],
+            data_dir,
         }
     }
 
     /// Runs envctl in the environment's folder, without a terminal.
     pub fn envctl(&self, args: &[&str]) -> Output {
+        self.envctl_at(&self.dir, args)
+    }
+
+    /// Runs envctl in `dir`, with this environment's variables (its data folder).
+    pub fn envctl_at(&self, dir: &Path, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_envctl"))
             .args(args)
-            .current_dir(&self.dir)
+            .current_dir(dir)
             .env_remove("ENVCTL_PROVIDER")
             .envs(self.vars.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null())
@@ -119,6 +135,7 @@ impl Drop for TestEnv {
             let _ = self.envctl(&["destroy", "--force"]);
         }
         let _ = fs::remove_dir_all(&self.dir);
+        let _ = fs::remove_dir_all(&self.data_dir);
     }
 }
 
@@ -229,4 +246,86 @@ pub fn libvirt_objects(list: &str, prefix: &str) -> Vec<String> {
         .filter(|name| name.starts_with(prefix))
         .map(str::to_string)
         .collect()
+}
+
+/// Fails the test, listing each offender, unless nothing under `path` (itself included)
+/// has a group or other permission bit: `.envctl/` holds the environment's secrets.
+pub fn assert_private_tree(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let mut open = Vec::new();
+    let mut pending = vec![path.to_path_buf()];
+    while let Some(entry) = pending.pop() {
+        let meta = fs::symlink_metadata(&entry)
+            .unwrap_or_else(|err| panic!("reading {}: {err}", entry.display()));
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o077 != 0 {
+            open.push(format!("{:o} {}", mode, entry.display()));
+        }
+        if meta.is_dir() {
+            let children = fs::read_dir(&entry).unwrap();
+            pending.extend(children.map(|child| child.unwrap().path()));
+        }
+    }
+    assert!(
+        open.is_empty(),
+        "open to other users:\n  {}",
+        open.join("\n  ")
+    );
+}
+
+/// Fails the test unless `machine`'s sshd takes keys only: `sshd -T` says passwords,
+/// keyboard-interactive and root logins are off, and a real attempt without a key is
+/// refused with only `publickey` offered (a Vagrant box's user has the password
+/// `vagrant`).
+pub fn assert_sshd_hardened(env: &TestEnv, machine: &str) {
+    let config = env.ssh(machine, "sudo /usr/sbin/sshd -T");
+    for setting in [
+        "passwordauthentication no",
+        "kbdinteractiveauthentication no",
+        "permitrootlogin no",
+    ] {
+        assert!(
+            config.lines().any(|line| line.trim() == setting),
+            "{machine}: sshd -T lacks `{setting}`:\n{config}"
+        );
+    }
+    let attempt = Command::new("ssh")
+        .arg("-F")
+        .arg(env.state_dir().join("ssh_config"))
+        .args(["-o", "PubkeyAuthentication=no", "-o", "BatchMode=yes"])
+        .args(["-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10"])
+        .args([machine, "true"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&attempt.stderr);
+    assert!(
+        !attempt.status.success() && stderr.contains("Permission denied (publickey)"),
+        "{machine}: a login without a key was not refused with only publickey offered:\n{}",
+        show(&attempt)
+    );
+}
+
+/// Fails the test unless the environment's public key is the only key that `machine`'s
+/// sshd would accept for its user, in every file its `AuthorizedKeysFile` names.
+pub fn assert_only_environment_key(env: &TestEnv, machine: &str) {
+    // sshd -T prints the files unexpanded: relative ones start at the user's home.
+    let script = r#"user=$(id -un)
+for file in $(sudo /usr/sbin/sshd -T | sed -n 's/^authorizedkeysfile //p'); do
+  case "$file" in /*) ;; *) file="$HOME/$file" ;; esac
+  file=$(printf '%s' "$file" | sed "s|%u|$user|g; s|%h|$HOME|g; s|%%|%|g")
+  sudo cat "$file" 2>/dev/null || true
+done"#;
+    let listed = env.ssh(machine, script);
+    let keys: Vec<&str> = listed
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .collect();
+    let public_key = fs::read_to_string(env.state_dir().join("id_ed25519.pub")).unwrap();
+    assert_eq!(
+        keys,
+        [public_key.trim()],
+        "{machine} authorizes other keys than the environment's"
+    );
 }

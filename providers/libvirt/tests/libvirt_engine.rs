@@ -404,6 +404,69 @@ async fn libvirt_two_machines_boot_resolve_each_other_and_go_away() {
     );
 }
 
+/// The same provider through `qemu+ssh://`: the box goes up through a stream, no local
+/// path is handed to the daemon, and no console log is written on this side.
+#[tokio::test]
+async fn libvirt_over_ssh_brings_a_machine_up_the_same_way() {
+    let uri = std::env::var("ENVCTL_TEST_LIBVIRT_SSH_URI").unwrap_or_else(|_| {
+        "qemu+ssh://root@127.0.0.1:2222/system?command=/var/lib/envctl-test/libvirt-ssh/ssh"
+            .to_string()
+    });
+    let opts = LibvirtOptions {
+        uri: Some(uri.clone()),
+        accel: Accel::Tcg,
+        halt_timeout: Duration::from_secs(30),
+    };
+    let provider = match LibvirtProvider::connect(opts).await {
+        Ok(provider) => provider,
+        Err(err) => panic!(
+            "libvirtd does not answer on {uri}: run scripts/ensure-libvirt-ssh ({err})"
+        ),
+    };
+    assert_eq!(provider.uri(), uri);
+    let name = unique("lvt-ssh");
+    let guard = Guard::new(&name, &["lvt-ssh-"]);
+    let (box_dir, version) = test_box().await;
+    let env = env(&name, "10.213.60.0/24");
+    let alpha = machine(&env, "alpha", 10, &box_dir, &version);
+    let key = insecure_key(&name);
+
+    provider
+        .preflight(&env, std::slice::from_ref(&alpha))
+        .await
+        .expect("preflight over ssh");
+    let report = Recorder::default();
+    provider
+        .prepare(&env, std::slice::from_ref(&alpha), &report)
+        .await
+        .expect("prepare over ssh");
+    let up = provider
+        .up(&env, &alpha, &report)
+        .await
+        .expect("up over ssh");
+    assert!(up.changed && up.access == Access::VagrantInsecureKey);
+    wait_for_ssh(&provider, &env, &alpha, &key).await;
+    assert_eq!(
+        states(&provider.status(&env).await.expect("status")),
+        [("alpha", MachineState::Running)]
+    );
+    assert!(
+        !console_log(&env, "alpha").exists(),
+        "a console log was written locally for a remote daemon"
+    );
+    assert!(provider.log_tail(&env, "alpha", 5).await.is_none());
+
+    provider.halt(&env, "alpha").await.expect("halt over ssh");
+    assert_eq!(
+        states(&provider.status(&env).await.expect("status")),
+        [("alpha", MachineState::Stopped)]
+    );
+    provider.destroy(&env, "alpha").await.expect("destroy over ssh");
+    provider.teardown(&env).await.expect("teardown over ssh");
+    let leftovers = guard.leftovers();
+    assert!(leftovers.is_empty(), "left behind: {leftovers:?}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Specs
 

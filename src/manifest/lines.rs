@@ -6,21 +6,33 @@ use std::collections::HashMap;
 
 use saphyr_parser::{Event, Parser};
 
+/// How deep lists and mappings may nest. A Machinefile needs six levels or so (Ansible
+/// vars a few more); the YAML scanner under serde takes time quadratic in the depth, so a
+/// file nested thousands deep would hold `envctl` for minutes before any error.
+pub const MAX_DEPTH: usize = 64;
+
 /// Maps a dotted path (`machines.1.ip`) to the 1-based line where its value starts.
 #[derive(Debug, Default)]
 pub struct LineIndex {
     lines: HashMap<String, usize>,
+    too_deep: Option<usize>,
 }
 
 impl LineIndex {
     /// Indexes `text`. A document the parser rejects gives an empty index: its syntax
-    /// error is reported by the deserializer, with its own position.
+    /// error is reported by the deserializer, with its own position. One nested deeper
+    /// than [`MAX_DEPTH`] is read no further: see [`LineIndex::too_deep`].
     pub fn new(text: &str) -> LineIndex {
         let mut index = LineIndex::default();
         let mut stack: Vec<Frame> = Vec::new();
         for item in Parser::new_from_str(text) {
-            let Ok((event, span)) = item else {
-                return LineIndex::default();
+            let (event, span) = match item {
+                Ok(item) => item,
+                // The parser counts flow levels in a byte: past 255 it stops with this.
+                Err(err) if err.info() == "recursion limit exceeded" => {
+                    return LineIndex::too_deep_at(err.marker().line());
+                }
+                Err(_) => return LineIndex::default(),
             };
             let line = span.start.line();
             match event {
@@ -39,6 +51,9 @@ impl LineIndex {
                     index.record(&stack, line);
                     advance(&mut stack);
                 }
+                Event::MappingStart(..) | Event::SequenceStart(..) if stack.len() == MAX_DEPTH => {
+                    return LineIndex::too_deep_at(line);
+                }
                 Event::MappingStart(..) => {
                     index.record(&stack, line);
                     stack.push(Frame::Mapping { key: None });
@@ -55,6 +70,18 @@ impl LineIndex {
             }
         }
         index
+    }
+
+    fn too_deep_at(line: usize) -> LineIndex {
+        LineIndex {
+            lines: HashMap::new(),
+            too_deep: Some(line),
+        }
+    }
+
+    /// The line where lists and mappings first nest deeper than [`MAX_DEPTH`], if they do.
+    pub fn too_deep(&self) -> Option<usize> {
+        self.too_deep
     }
 
     /// The line of `path`, or of its nearest ancestor that has one.

@@ -86,3 +86,18 @@ machines:
     let b = &manifest.machines[1];
     assert_eq!((b.cpus, b.memory_mib, b.hostname.as_str()), (4, 256, "b"));
 }
+
+/// The YAML scanner under serde takes time quadratic in the nesting depth: 200 KB of `[`
+/// kept it busy for minutes. The line index stops at the limit first.
+#[test]
+fn deep_nesting_is_refused_quickly() {
+    let text = format!("machines: {}", "[".repeat(200_000));
+    let started = std::time::Instant::now();
+    let err = parse(Path::new("/x/Machinefile"), &text).unwrap_err();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert_eq!(err.problems.len(), 1, "{err}");
+    assert!(
+        err.problems[0].message.contains("more than 64 levels"),
+        "{err}"
+    );
+}

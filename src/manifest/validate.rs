@@ -1,13 +1,13 @@
 //! From [`RawManifest`] to [`Manifest`], collecting every problem on the way.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use envctl_provider::{NetworkSpec, ProviderKind};
 use ipnetwork::Ipv4Network;
 
-use super::lines::LineIndex;
+use super::lines::{LineIndex, MAX_DEPTH};
 use super::raw::{RawDefaults, RawDocker, RawMachine, RawManifest, RawProvision, KNOWN_FIELDS};
 use super::{
     Accel, DockerImage, LibvirtOptions, Machine, Manifest, ManifestError, Problem, Provision,
@@ -32,6 +32,15 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
             "",
             "the file is empty: see Machinefile.example for what goes in it",
         );
+        return Err(problems.into_error(path));
+    }
+    if let Some(line) = lines.too_deep() {
+        problems.list.push(Problem {
+            line: Some(line),
+            machine: None,
+            field: String::new(),
+            message: format!("lists and mappings nest more than {MAX_DEPTH} levels deep here"),
+        });
         return Err(problems.into_error(path));
     }
     let mut unknown = Vec::new();
@@ -408,10 +417,10 @@ fn machines(
             machines.push(machine);
         }
     }
-    let names: Vec<&str> = machines.iter().map(|m| m.name.as_str()).collect();
+    let names: HashSet<&str> = machines.iter().map(|m| m.name.as_str()).collect();
     for (index, machine) in machines.iter().enumerate() {
         for group in &machine.groups {
-            if names.contains(&group.as_str()) {
+            if names.contains(group.as_str()) {
                 problems.machine(
                     index,
                     &machine.name,

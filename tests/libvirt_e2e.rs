@@ -171,7 +171,10 @@ fn libvirt_example_environment_round_trip() {
     // And back to Docker: the libvirt machines go, the same environment comes up again.
     env.ok(&["up", "--provider", "docker", "--switch"]);
     assert_eq!(libvirt_objects("list", "example-"), Vec::<String>::new());
-    assert_eq!(libvirt_objects("net-list", "example-"), Vec::<String>::new());
+    assert_eq!(
+        libvirt_objects("net-list", "example-"),
+        Vec::<String>::new()
+    );
     assert_eq!(env.env_id(), env_id);
     assert_eq!(inventories(&env), docker_inventories);
     assert_eq!(records(&env), docker_records);

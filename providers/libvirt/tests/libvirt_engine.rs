@@ -419,9 +419,9 @@ async fn libvirt_over_ssh_brings_a_machine_up_the_same_way() {
     };
     let provider = match LibvirtProvider::connect(opts).await {
         Ok(provider) => provider,
-        Err(err) => panic!(
-            "libvirtd does not answer on {uri}: run scripts/ensure-libvirt-ssh ({err})"
-        ),
+        Err(err) => {
+            panic!("libvirtd does not answer on {uri}: run scripts/ensure-libvirt-ssh ({err})")
+        }
     };
     assert_eq!(provider.uri(), uri);
     let name = unique("lvt-ssh");
@@ -461,7 +461,10 @@ async fn libvirt_over_ssh_brings_a_machine_up_the_same_way() {
         states(&provider.status(&env).await.expect("status")),
         [("alpha", MachineState::Stopped)]
     );
-    provider.destroy(&env, "alpha").await.expect("destroy over ssh");
+    provider
+        .destroy(&env, "alpha")
+        .await
+        .expect("destroy over ssh");
     provider.teardown(&env).await.expect("teardown over ssh");
     let leftovers = guard.leftovers();
     assert!(leftovers.is_empty(), "left behind: {leftovers:?}");

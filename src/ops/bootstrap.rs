@@ -2,6 +2,10 @@
 //! Vagrant's public insecure key): install the environment's key and the host key envctl
 //! generated, set the hostname (and the static address, when the backend cannot hand it
 //! out), and leave the insecure key no longer authorized.
+//!
+//! A box with cloud-init needs none of it: the provider's NoCloud seed made it a machine
+//! of the environment before sshd started, so the first check with the environment's key
+//! and pinned host key already succeeds.
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
@@ -61,12 +65,18 @@ pub async fn bootstrap(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    bail!("no SSH with Vagrant's insecure key before the time-out; last seen: {last_seen}")
+    bail!(
+        "no SSH with the environment's key (cloud-init boxes) nor with Vagrant's insecure key \
+         before the time-out; last seen: {last_seen}"
+    )
 }
 
 /// What bootstrap keeps in `.envctl/`: Vagrant's insecure keys, and the file where ssh
 /// records the box's own host key at first contact. That file is made here, empty and
-/// private, because ssh would create it with the umask's mode.
+/// private, because ssh would create it with the umask's mode. It is emptied on every
+/// bootstrap: a machine made anew (removed behind envctl's back, or after a failed `up`)
+/// boots a fresh copy of the box with a host key of its own; the key only has to hold
+/// across the retries of one bootstrap.
 pub(super) fn prepare_state(
     state_dir: &StateDir,
     machine: &str,
@@ -76,7 +86,8 @@ pub(super) fn prepare_state(
     create_private_dir(&dir)?;
     let first_contact = dir.join(machine);
     OpenOptions::new()
-        .append(true)
+        .write(true)
+        .truncate(true)
         .create(true)
         .mode(0o600)
         .open(&first_contact)

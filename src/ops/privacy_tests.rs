@@ -127,3 +127,19 @@ fn nothing_in_the_state_folder_is_open_to_others() {
     );
     fs::remove_dir_all(dir).unwrap();
 }
+
+/// A machine removed behind envctl's back is made anew from the box, with a host key of
+/// its own: the next bootstrap must not hold it to the key the old one showed.
+#[test]
+fn a_new_bootstrap_forgets_the_host_key_first_seen_before() {
+    let dir = scratch();
+    let ws = Workspace::load(Some(&dir.join("Machinefile"))).unwrap();
+    let (_, first_contact) = bootstrap::prepare_state(&ws.state_dir, "web1").unwrap();
+    fs::write(&first_contact, "10.9.0.11 ssh-ed25519 AAAAold\n").unwrap();
+    let (_, again) = bootstrap::prepare_state(&ws.state_dir, "web1").unwrap();
+    assert_eq!(again, first_contact);
+    assert_eq!(fs::read_to_string(&again).unwrap(), "");
+    let mode = fs::metadata(&again).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    fs::remove_dir_all(&dir).unwrap();
+}

@@ -212,8 +212,20 @@ pub fn docker_objects(kind: &str, label: &str) -> Vec<String> {
 }
 
 /// Fails the test, saying what to run, unless libvirtd answers on qemu:///system and the
-/// offline test box is built. Returns the box file.
+/// offline test box (Vagrant's convention) is built. Returns the box file.
 pub fn require_libvirt() -> PathBuf {
+    require_libvirt_box("debian-bookworm-test.box", "scripts/ensure-test-box")
+}
+
+/// As [`require_libvirt`], for the test box that comes up with cloud-init instead.
+pub fn require_cloud_init_box() -> PathBuf {
+    require_libvirt_box(
+        "debian-bookworm-cloud.box",
+        "scripts/ensure-test-box cloud-init",
+    )
+}
+
+fn require_libvirt_box(file_name: &str, build_with: &str) -> PathBuf {
     let answers = Command::new("virsh")
         .args(["-c", "qemu:///system", "version"])
         .output()
@@ -225,10 +237,10 @@ pub fn require_libvirt() -> PathBuf {
     let cache = std::env::var_os("ENVCTL_CACHE")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/envctl"));
-    let box_file = cache.join("boxes/debian-bookworm-test.box");
+    let box_file = cache.join("boxes").join(file_name);
     assert!(
         box_file.is_file(),
-        "the test box {} is missing: run scripts/ensure-test-box",
+        "the test box {} is missing: run {build_with}",
         box_file.display()
     );
     box_file

@@ -16,7 +16,8 @@ use virt::sys;
 
 use crate::accel;
 use crate::conn::{found, machine as machine_err};
-use crate::network::mac_address;
+use crate::network::{common_domain, mac_address};
+use crate::seed::{self, Seed};
 use crate::storage::{self, POOL};
 use crate::xml::{self, DomainXml, Owner};
 use crate::LibvirtProvider;
@@ -202,6 +203,17 @@ impl LibvirtProvider {
             machine: Some(machine.name.clone()),
         };
         let volume = storage::overlay_name(&name);
+        let seed_volume = seed::volume_name(&name);
+        let mac = mac_address(&env.id, &machine.name);
+        let instance_id = format!("{}-{}", env.id, machine.name);
+        let seed_image = Seed {
+            machine,
+            instance_id: &instance_id,
+            mac: &mac,
+            search_domain: common_domain(std::slice::from_ref(machine)).as_deref(),
+        }
+        .image()
+        .map_err(|err| ProviderError::machine(&machine.name, "making the cloud-init seed", err))?;
         let domain_xml = xml::domain(&DomainXml {
             name: &name,
             virt_type: accel.domain_type(),
@@ -209,8 +221,9 @@ impl LibvirtProvider {
             memory_mib: machine.memory_mib,
             pool: POOL,
             volume: &volume,
+            seed: &seed_volume,
             network: &env.network_name(),
-            mac: &mac_address(&env.id, &machine.name),
+            mac: &mac,
             console_log: log.as_deref().and_then(Path::to_str),
             owner: &owner,
         });
@@ -218,7 +231,15 @@ impl LibvirtProvider {
         let (who, domain) = (machine.name.clone(), name.clone());
         let uuid = self
             .conn
-            .run(move |connect| define(connect, &who, &domain, &volume, &box_volume, &domain_xml))
+            .run(move |connect| {
+                let disks = Disks {
+                    overlay: &volume,
+                    box_volume: &box_volume,
+                    seed: &seed_volume,
+                    seed_image: &seed_image,
+                };
+                define(connect, &who, &domain, &disks, &domain_xml)
+            })
             .await?;
         report.phase(&machine.name, Phase::Starting);
         let (who, domain) = (machine.name.clone(), name.clone());
@@ -292,13 +313,21 @@ fn inspect(
     })
 }
 
-/// Creates the overlay and defines the domain on it; returns the domain's UUID.
+/// The volumes a new domain boots from.
+struct Disks<'a> {
+    overlay: &'a str,
+    box_volume: &'a str,
+    seed: &'a str,
+    seed_image: &'a [u8],
+}
+
+/// Creates the overlay and the seed and defines the domain on them; returns the domain's
+/// UUID.
 fn define(
     connect: &Connect,
     machine: &str,
     name: &str,
-    volume: &str,
-    box_volume: &str,
+    disks: &Disks,
     domain_xml: &str,
 ) -> Result<String, ProviderError> {
     let pool = connect.lookup_storage_pool_by_name(POOL).map_err(|err| {
@@ -308,13 +337,17 @@ fn define(
             err,
         )
     })?;
-    storage::create_overlay(&pool, volume, box_volume)?;
-    let defined = connect
-        .define_domain_xml(domain_xml)
-        .and_then(|domain| domain.uuid_string());
-    defined.map_err(|err| {
-        let _ = storage::delete_volume(&pool, volume);
-        machine_err(machine, format!("defining domain `{name}`"), err)
+    storage::create_overlay(&pool, disks.overlay, disks.box_volume)?;
+    let defined =
+        storage::create_seed(connect, &pool, disks.seed, disks.seed_image).and_then(|()| {
+            connect
+                .define_domain_xml(domain_xml)
+                .and_then(|domain| domain.uuid_string())
+                .map_err(|err| machine_err(machine, format!("defining domain `{name}`"), err))
+        });
+    defined.inspect_err(|_| {
+        let _ = storage::delete_volume(&pool, disks.overlay);
+        let _ = storage::delete_volume(&pool, disks.seed);
     })
 }
 
@@ -418,7 +451,8 @@ fn remove(connect: &Connect, machine: &str, name: &str, exists: bool) -> Result<
     else {
         return Ok(());
     };
-    storage::delete_volume(&pool, &storage::overlay_name(name))
+    storage::delete_volume(&pool, &storage::overlay_name(name))?;
+    storage::delete_volume(&pool, &seed::volume_name(name))
 }
 
 fn statuses(connect: &Connect, env: &EnvironmentSpec) -> Result<Vec<MachineStatus>, ProviderError> {

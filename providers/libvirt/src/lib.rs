@@ -13,6 +13,7 @@ mod conn;
 mod domain;
 mod holdings;
 mod network;
+mod seed;
 mod storage;
 mod xml;
 

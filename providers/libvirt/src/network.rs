@@ -222,12 +222,12 @@ fn dns_host(machine: &MachineSpec) -> DnsHost {
     }
 }
 
-fn short_name(hostname: &str) -> &str {
+pub(crate) fn short_name(hostname: &str) -> &str {
     hostname.split('.').next().unwrap_or(hostname)
 }
 
 /// The domain part all the machines' hostnames share, if they all have the same one.
-fn common_domain(machines: &[MachineSpec]) -> Option<String> {
+pub(crate) fn common_domain(machines: &[MachineSpec]) -> Option<String> {
     let mut domains = machines
         .iter()
         .map(|machine| machine.hostname.split_once('.').map(|(_, d)| d));

@@ -206,6 +206,26 @@ pub(crate) fn create_overlay(
 }
 
 /// Deletes a volume of the pool; a missing one is not an error.
+/// Replaces volume `name` with a raw disk holding `image`, readable by nobody but the
+/// hypervisor (the seed carries the machine's private host key).
+pub(crate) fn create_seed(
+    connect: &Connect,
+    pool: &StoragePool,
+    name: &str,
+    image: &[u8],
+) -> Result<(), ProviderError> {
+    delete_volume(pool, name)?;
+    let size = image.len() as u64;
+    let volume = StorageVol::create_xml(pool, &xml::seed_volume(name, size), 0)
+        .map_err(|err| backend(format!("creating volume `{name}` in pool `{POOL}`"), err))?;
+    let action = || format!("writing the cloud-init seed to volume `{name}`");
+    let sent = send(connect, &volume, image, size, &action);
+    if sent.is_err() {
+        let _ = volume.delete(0);
+    }
+    sent
+}
+
 pub(crate) fn delete_volume(pool: &StoragePool, name: &str) -> Result<(), ProviderError> {
     let existing = found(pool.lookup_storage_vol_by_name(name))
         .map_err(|err| backend(format!("looking up volume `{name}` in pool `{POOL}`"), err))?;
@@ -221,14 +241,25 @@ pub(crate) fn delete_volume(pool: &StoragePool, name: &str) -> Result<(), Provid
 fn upload(connect: &Connect, volume: &StorageVol, disk: &BoxDisk) -> Result<(), ProviderError> {
     let name = &disk.volume;
     let action = || format!("uploading {} to volume `{name}`", disk.path.display());
-    let mut file = File::open(&disk.path).map_err(|err| ProviderError::backend(action(), err))?;
+    let file = File::open(&disk.path).map_err(|err| ProviderError::backend(action(), err))?;
+    send(connect, volume, file, disk.size, &action)
+}
+
+/// Streams `size` bytes from `source` into `volume`.
+fn send(
+    connect: &Connect,
+    volume: &StorageVol,
+    mut source: impl Read,
+    size: u64,
+    action: &dyn Fn() -> String,
+) -> Result<(), ProviderError> {
     let stream = Stream::new(connect, 0).map_err(|err| backend(action(), err))?;
     volume
-        .upload(&stream, 0, disk.size, 0)
+        .upload(&stream, 0, size, 0)
         .map_err(|err| backend(action(), err))?;
     let mut buf = vec![0u8; UPLOAD_CHUNK];
     loop {
-        let read = match file.read(&mut buf) {
+        let read = match source.read(&mut buf) {
             Ok(0) => break,
             Ok(read) => read,
             Err(err) => {
@@ -296,7 +327,7 @@ fn physical_size(volume: &StorageVol, name: &str) -> Result<u64, ProviderError> 
 }
 
 /// Keeps letters, digits, `.`, `_` and `-`; anything else becomes `_`.
-fn sanitise(name: &str) -> String {
+pub(crate) fn sanitise(name: &str) -> String {
     name.chars()
         .map(|c| match c {
             'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '_' | '-' => c,

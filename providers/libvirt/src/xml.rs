@@ -29,6 +29,8 @@ pub(crate) struct DomainXml<'a> {
     pub memory_mib: u32,
     pub pool: &'a str,
     pub volume: &'a str,
+    /// The cloud-init seed, read-only as the second disk.
+    pub seed: &'a str,
     pub network: &'a str,
     pub mac: &'a str,
     /// Where the serial console is logged; none when libvirt runs on another host.
@@ -117,6 +119,12 @@ pub(crate) fn domain(d: &DomainXml) -> String {
       <source pool='{pool}' volume='{volume}'/>
       <target dev='vda' bus='virtio'/>
     </disk>
+    <disk type='volume' device='disk'>
+      <driver name='qemu' type='raw'/>
+      <source pool='{pool}' volume='{seed}'/>
+      <target dev='vdb' bus='virtio'/>
+      <readonly/>
+    </disk>
     <interface type='network'>
       <source network='{network}'/>
       <mac address='{mac}'/>
@@ -138,6 +146,7 @@ pub(crate) fn domain(d: &DomainXml) -> String {
         vcpus = d.vcpus,
         pool = esc(d.pool),
         volume = esc(d.volume),
+        seed = esc(d.seed),
         network = esc(d.network),
         mac = esc(d.mac),
     )
@@ -211,6 +220,26 @@ pub(crate) fn upload_volume(name: &str) -> String {
     <format type='raw'/>
     <permissions>
       <mode>0644</mode>
+    </permissions>
+  </target>
+</volume>
+",
+        esc(name)
+    )
+}
+
+/// A raw volume of `size` bytes for a cloud-init seed, private to its owner (libvirt
+/// hands it to QEMU's user while the domain runs).
+pub(crate) fn seed_volume(name: &str, size: u64) -> String {
+    format!(
+        "<volume>
+  <name>{}</name>
+  <capacity unit='bytes'>{size}</capacity>
+  <allocation unit='bytes'>{size}</allocation>
+  <target>
+    <format type='raw'/>
+    <permissions>
+      <mode>0600</mode>
     </permissions>
   </target>
 </volume>

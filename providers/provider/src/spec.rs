@@ -237,7 +237,9 @@ pub struct SshEndpoint {
 pub enum Access {
     /// The environment's key and host key were put in place by the backend.
     Ready,
-    /// The machine trusts Vagrant's insecure key; envctl must install its own and remove it.
+    /// The machine may trust only Vagrant's insecure key; envctl must then install its own
+    /// and remove it. (A box that read a cloud-init seed already answers with the
+    /// environment's key, and bootstrap finds nothing to do.)
     VagrantInsecureKey,
 }
 

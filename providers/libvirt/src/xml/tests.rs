@@ -38,6 +38,7 @@ fn domain_xml_has_what_the_machine_needs() {
         memory_mib: 1024,
         pool: "default",
         volume: "demo-web.qcow2",
+        seed: "demo-web-seed.img",
         network: "demo-net",
         mac: "52:54:00:aa:bb:cc",
         console_log: Some("/tmp/console/web.log"),
@@ -151,6 +152,23 @@ fn domain_xml_has_what_the_machine_needs() {
             "{path:?} {attr:?} in\n{xml}"
         );
     }
+    let doc = roxmltree::Document::parse(&tcg).unwrap();
+    let seed_disk = doc
+        .descendants()
+        .filter(|node| node.has_tag_name("disk"))
+        .find(|disk| {
+            disk.children()
+                .any(|c| c.has_tag_name("target") && c.attribute("dev") == Some("vdb"))
+        })
+        .expect("no second disk for the cloud-init seed");
+    let child = |name: &str| seed_disk.children().find(|c| c.has_tag_name(name));
+    assert_eq!(
+        child("source").unwrap().attribute("volume"),
+        Some("demo-web-seed.img")
+    );
+    assert_eq!(child("driver").unwrap().attribute("type"), Some("raw"));
+    assert_eq!(child("target").unwrap().attribute("bus"), Some("virtio"));
+    assert!(child("readonly").is_some(), "the seed must be read-only");
     assert_eq!(
         parse_owner(&tcg),
         Some(machine_owner.clone()),
@@ -249,7 +267,21 @@ fn volume_and_pool_xml() {
         "/var/lib/libvirt/images/envctl-box-x-1.img",
     );
     let pool = dir_pool("default", "/var/lib/libvirt/images");
+    let seed = seed_volume("demo-web-seed.img", 1 << 20);
     let cases: &[Case] = &[
+        (&seed, &["volume", "capacity"], None, Some("1048576")),
+        (
+            &seed,
+            &["volume", "target", "format"],
+            Some("type"),
+            Some("raw"),
+        ),
+        (
+            &seed,
+            &["volume", "target", "permissions", "mode"],
+            None,
+            Some("0600"),
+        ),
         (
             &upload,
             &["volume", "name"],

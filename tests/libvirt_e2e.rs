@@ -108,13 +108,17 @@ fn libvirt_example_environment_round_trip() {
             env.ssh(name, "cat ~/.ssh/authorized_keys"),
             public_key.trim()
         );
+        // By hostname and by single-label name (the DHCP search domain).
         for (other, other_ip, other_hostname) in MACHINES {
-            let seen = env.ssh(name, &format!("getent hosts {other_hostname}"));
-            assert!(
-                seen.starts_with(other_ip),
-                "{name} resolves {other} to {seen:?}"
-            );
+            for asked in [other_hostname, other] {
+                let seen = env.ssh(name, &format!("getent hosts {asked}"));
+                assert!(
+                    seen.starts_with(&format!("{other_ip} ")),
+                    "{name} resolves {asked} to {seen:?}"
+                );
+            }
         }
+        common::assert_sshd_hardened(&env, name);
     }
     // The insecure key no longer opens the machine.
     let insecure = env.state_dir().join("vagrant_insecure_key.ed25519");
@@ -171,6 +175,15 @@ fn libvirt_example_environment_round_trip() {
     // And back to Docker: the libvirt machines go, the same environment comes up again.
     env.ok(&["up", "--provider", "docker", "--switch"]);
     assert_eq!(libvirt_objects("list", "example-"), Vec::<String>::new());
+    let volumes = std::process::Command::new("virsh")
+        .args(["-c", "qemu:///system", "vol-list", "default"])
+        .output()
+        .unwrap();
+    let volumes = String::from_utf8_lossy(&volumes.stdout);
+    assert!(
+        !volumes.contains("example-"),
+        "overlays or seeds left:\n{volumes}"
+    );
     assert_eq!(
         libvirt_objects("net-list", "example-"),
         Vec::<String>::new()

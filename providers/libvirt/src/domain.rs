@@ -211,6 +211,7 @@ impl LibvirtProvider {
             instance_id: &instance_id,
             mac: &mac,
             search_domain: common_domain(std::slice::from_ref(machine)).as_deref(),
+            dns_server: env.network.gateway,
         }
         .image()
         .map_err(|err| ProviderError::machine(&machine.name, "making the cloud-init seed", err))?;

@@ -31,6 +31,8 @@ pub(crate) struct Seed<'a> {
     pub mac: &'a str,
     /// The domain every hostname shares, looked up for single-label names.
     pub search_domain: Option<&'a str>,
+    /// The network's DNS server (libvirt's dnsmasq on the gateway).
+    pub dns_server: std::net::Ipv4Addr,
 }
 
 /// The seed's volume for a domain: `<resource name>-seed.img`.
@@ -74,10 +76,12 @@ impl Seed<'_> {
                 "lock_passwd": true,
                 "ssh_authorized_keys": [machine.authorized_key],
             }],
+            // No `ssh_pwauth`: setting it makes cloud-init restart sshd in a later stage,
+            // under the connections of a machine already reported ready. The drop-in
+            // below turns passwords off instead. Given `ssh_keys`, cloud-init generates
+            // no other host key, and `ssh_deletekeys` removes the box's.
             "disable_root": true,
-            "ssh_pwauth": false,
             "ssh_deletekeys": true,
-            "ssh_genkeytypes": [],
             "ssh_keys": {
                 "ed25519_private": machine.host_key.private_openssh,
                 "ed25519_public": machine.host_key.public_openssh,
@@ -99,8 +103,12 @@ impl Seed<'_> {
             "match": {"macaddress": self.mac},
             "dhcp4": true,
         });
+        // cloud-init 22.4 drops a `nameservers` without `addresses`, search list and all.
         if let Some(domain) = self.search_domain {
-            nic["nameservers"] = json!({"search": [domain]});
+            nic["nameservers"] = json!({
+                "addresses": [self.dns_server.to_string()],
+                "search": [domain],
+            });
         }
         json!({"version": 2, "ethernets": {"envctl0": nic}}).to_string()
     }

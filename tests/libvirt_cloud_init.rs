@@ -6,9 +6,8 @@
 mod common;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 
-use common::{libvirt_objects, require_cloud_init_box, show, TestEnv};
+use common::{assert_nothing_left_in_libvirt, libvirt_env, require_cloud_init_box, virsh, TestEnv};
 
 const MACHINEFILE: &str = "\
 name: cloudvm
@@ -20,16 +19,6 @@ machines:
   - {name: c1, ip: 10.231.12.11, hostname: c1.cloudvm.test}
   - {name: c2, ip: 10.231.12.12, hostname: c2.cloudvm.test}
 ";
-
-fn virsh(args: &[&str]) -> String {
-    let output = Command::new("virsh")
-        .args(["-c", "qemu:///system"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "virsh {args:?}: {}", show(&output));
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
 
 fn assert_machine_of_the_environment(env: &TestEnv, name: &str, ip: &str) {
     assert_eq!(
@@ -45,16 +34,11 @@ fn assert_machine_of_the_environment(env: &TestEnv, name: &str, ip: &str) {
 
 #[test]
 fn a_cloud_init_box_comes_up_from_the_seed() {
-    let box_file = require_cloud_init_box();
-    let mut env = TestEnv::copy_of("example", |_| MACHINEFILE.to_string());
-    env.vars
-        .push(("VAGRANT_HOME".into(), env.dir.join("no-vagrant")));
-    env.ok(&[
-        "box",
-        "add",
+    let env = libvirt_env(
+        MACHINEFILE,
         "envctl/bookworm-cloud",
-        box_file.to_str().unwrap(),
-    ]);
+        &require_cloud_init_box(),
+    );
     env.ok(&["up"]);
 
     for (name, ip) in [("c1", "10.231.12.11"), ("c2", "10.231.12.12")] {
@@ -80,8 +64,5 @@ fn a_cloud_init_box_comes_up_from_the_seed() {
     assert_machine_of_the_environment(&env, "c1", "10.231.12.11");
 
     env.ok(&["destroy", "--force"]);
-    assert!(libvirt_objects("list", "cloudvm-").is_empty());
-    assert!(libvirt_objects("net-list", "cloudvm-").is_empty());
-    let volumes = virsh(&["vol-list", "default"]);
-    assert!(!volumes.contains("cloudvm-"), "volumes left:\n{volumes}");
+    assert_nothing_left_in_libvirt("cloudvm-");
 }

@@ -175,15 +175,7 @@ fn libvirt_example_environment_round_trip() {
     // And back to Docker: the libvirt machines go, the same environment comes up again.
     env.ok(&["up", "--provider", "docker", "--switch"]);
     assert_eq!(libvirt_objects("list", "example-"), Vec::<String>::new());
-    let volumes = std::process::Command::new("virsh")
-        .args(["-c", "qemu:///system", "vol-list", "default"])
-        .output()
-        .unwrap();
-    let volumes = String::from_utf8_lossy(&volumes.stdout);
-    assert!(
-        !volumes.contains("example-"),
-        "overlays or seeds left:\n{volumes}"
-    );
+    common::assert_nothing_left_in_libvirt("example-");
     assert_eq!(
         libvirt_objects("net-list", "example-"),
         Vec::<String>::new()

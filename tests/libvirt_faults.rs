@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::process::Command;
-
-use common::{libvirt_objects, require_libvirt, show, TestEnv};
+use common::{assert_nothing_left_in_libvirt, libvirt_env, require_libvirt, virsh, TestEnv};
 
 const MACHINEFILE: &str = "\
 name: faultsvm
@@ -18,15 +16,6 @@ machines:
   - {name: m1, ip: 10.231.11.11, hostname: m1.faultsvm.test}
 ";
 
-fn virsh(args: &[&str]) {
-    let output = Command::new("virsh")
-        .args(["-c", "qemu:///system"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "virsh {args:?}: {}", show(&output));
-}
-
 fn assert_up_and_reachable(env: &TestEnv) {
     assert_eq!(env.states(), [("m1".to_string(), "running".to_string())]);
     assert_eq!(env.ssh("m1", "hostname -f").trim(), "m1.faultsvm.test");
@@ -35,16 +24,7 @@ fn assert_up_and_reachable(env: &TestEnv) {
 
 #[test]
 fn a_domain_stopped_or_removed_behind_envctls_back_is_repaired() {
-    let box_file = require_libvirt();
-    let mut env = TestEnv::copy_of("example", |_| MACHINEFILE.to_string());
-    env.vars
-        .push(("VAGRANT_HOME".into(), env.dir.join("no-vagrant")));
-    env.ok(&[
-        "box",
-        "add",
-        "debian/bookworm64",
-        box_file.to_str().unwrap(),
-    ]);
+    let env = libvirt_env(MACHINEFILE, "debian/bookworm64", &require_libvirt());
     env.ok(&["up"]);
     assert_up_and_reachable(&env);
 
@@ -66,12 +46,5 @@ fn a_domain_stopped_or_removed_behind_envctls_back_is_repaired() {
     assert_up_and_reachable(&env);
 
     env.ok(&["destroy", "--force"]);
-    assert!(libvirt_objects("list", "faultsvm-").is_empty());
-    assert!(libvirt_objects("net-list", "faultsvm-").is_empty());
-    let volumes = Command::new("virsh")
-        .args(["-c", "qemu:///system", "vol-list", "default"])
-        .output()
-        .unwrap();
-    let volumes = String::from_utf8_lossy(&volumes.stdout);
-    assert!(!volumes.contains("faultsvm-"), "volumes left:\n{volumes}");
+    assert_nothing_left_in_libvirt("faultsvm-");
 }

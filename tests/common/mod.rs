@@ -260,6 +260,49 @@ pub fn libvirt_objects(list: &str, prefix: &str) -> Vec<String> {
         .collect()
 }
 
+/// Runs `virsh` on qemu:///system; fails the test unless it succeeds. Returns stdout.
+pub fn virsh(args: &[&str]) -> String {
+    let output = Command::new("virsh")
+        .args(["-c", "qemu:///system"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "virsh {args:?}: {}", show(&output));
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Fails the test unless no domain, network or volume in the `default` pool has a name
+/// starting with `prefix` (overlays and seeds are `<env>-<machine>…`).
+pub fn assert_nothing_left_in_libvirt(prefix: &str) {
+    assert_eq!(
+        libvirt_objects("list", prefix),
+        Vec::<String>::new(),
+        "domains left"
+    );
+    assert_eq!(
+        libvirt_objects("net-list", prefix),
+        Vec::<String>::new(),
+        "networks left"
+    );
+    let volumes = virsh(&["vol-list", "default"]);
+    let left: Vec<&str> = volumes
+        .lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| name.starts_with(prefix))
+        .collect();
+    assert!(left.is_empty(), "volumes left: {left:?}");
+}
+
+/// A libvirt environment from `machinefile` in a fresh folder, with `box_file` added as
+/// `box_name` to its own box store (and no Vagrant store to fall back on).
+pub fn libvirt_env(machinefile: &str, box_name: &str, box_file: &Path) -> TestEnv {
+    let mut env = TestEnv::copy_of("example", |_| machinefile.to_string());
+    env.vars
+        .push(("VAGRANT_HOME".into(), env.dir.join("no-vagrant")));
+    env.ok(&["box", "add", box_name, box_file.to_str().unwrap()]);
+    env
+}
+
 /// Fails the test, listing each offender, unless nothing under `path` (itself included)
 /// has a group or other permission bit: `.envctl/` holds the environment's secrets.
 pub fn assert_private_tree(path: &Path) {

@@ -4,6 +4,7 @@
 mod access;
 mod bootstrap;
 mod destroy;
+mod failures;
 mod gc;
 mod global_status;
 mod halt;
@@ -29,6 +30,7 @@ use crate::state::{State, StateDir};
 
 pub use access::{inventory, ssh, ssh_config, InventoryFormat};
 pub use destroy::{destroy, DestroyOptions};
+pub use failures::MachineFailures;
 pub use gc::{gc, GcOptions};
 pub use global_status::global_status;
 pub use halt::halt;

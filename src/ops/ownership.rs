@@ -2,10 +2,11 @@
 //! their resources, asking whether their environment still exists, removing them.
 //! `envctl gc` lists and removes such leftovers; `up` replaces its own environment's.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use envctl_provider::{EnvironmentSpec, Holding, Provider};
 use futures_util::future::join_all;
 
+use super::MachineFailures;
 use crate::liveness::{liveness, Liveness};
 use crate::output;
 use crate::providers::AnyProvider;
@@ -25,14 +26,13 @@ pub async fn remove_all(provider: &AnyProvider, env: &EnvironmentSpec) -> Result
             .map(|machine| provider.destroy(env, &machine.name)),
     )
     .await;
-    let failures: Vec<String> = machines
-        .iter()
-        .zip(results)
-        .filter_map(|(machine, result)| Some(format!("{}: {}", machine.name, result.err()?)))
-        .collect();
-    if !failures.is_empty() {
-        bail!("could not remove:\n  {}", failures.join("\n  "));
+    let mut failures = MachineFailures::new("remove", machines.len());
+    for (machine, result) in machines.iter().zip(results) {
+        if let Err(err) = result {
+            failures.push(&machine.name, err);
+        }
     }
+    failures.into_result()?;
     provider.teardown(env).await?;
     Ok(())
 }

@@ -105,7 +105,8 @@ pub fn choose_provider(
         .unwrap_or(ProviderKind::Docker)
 }
 
-/// The provider the environment's machines exist under, if any exist.
+/// The provider the environment's machines exist under, if any exist. A loaded state
+/// names a known provider or was refused by `StateDir::load`, so None is "none recorded".
 pub fn running_provider(state: &State) -> Option<ProviderKind> {
     state.provider.as_deref().and_then(|name| name.parse().ok())
 }

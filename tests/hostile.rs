@@ -104,3 +104,31 @@ fn a_libvirt_uri_that_runs_a_program_is_refused() {
     }
     assert!(!marker.exists(), "the URI's command ran");
 }
+
+#[test]
+fn a_state_file_cannot_add_directives_to_ssh_config() {
+    let project = Project::new("ssh-config");
+    fs::create_dir_all(project.dir.join(".envctl")).unwrap();
+    let state = serde_json::json!({
+        "env_id": "hostile2",
+        "provider": "docker",
+        "machines": {"m1": {
+            "id": "x",
+            "ssh_host": "10.231.34.5\nHost *\n  ProxyCommand touch /tmp/envctl-hostile-ran",
+            "ssh_port": 22,
+        }},
+    });
+    fs::write(project.dir.join(".envctl/state.json"), state.to_string()).unwrap();
+    let output = project.envctl(&["ssh-config"], &[]);
+    assert!(!output.status.success(), "{}", show(&output));
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains("ProxyCommand"),
+        "{}",
+        show(&output)
+    );
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("records the ssh host"),
+        "{}",
+        show(&output)
+    );
+}

@@ -4,6 +4,7 @@
 //! [`Problem`] it has, and `lines` finds where each problem stands in the file. Later code
 //! trusts a `Manifest` and never checks it again.
 
+mod libvirt_uri;
 mod lines;
 mod raw;
 #[cfg(test)]
@@ -17,6 +18,7 @@ use std::path::{Path, PathBuf};
 
 use envctl_provider::{Init, NetworkSpec, ProviderKind};
 
+pub use libvirt_uri::check_libvirt_uri;
 pub use validate::parse;
 
 /// The file name envctl looks for, in the current folder and then its parents.
@@ -71,6 +73,7 @@ pub enum DockerImage {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LibvirtOptions {
+    /// One that [`check_libvirt_uri`] accepts.
     pub uri: Option<String>,
     pub accel: Accel,
 }

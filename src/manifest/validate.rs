@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use envctl_provider::{Init, NetworkSpec, ProviderKind};
 use ipnetwork::Ipv4Network;
 
+use super::libvirt_uri::check_libvirt_uri;
 use super::lines::{LineIndex, MAX_DEPTH};
 use super::raw::{RawDefaults, RawDocker, RawMachine, RawManifest, RawProvision, KNOWN_FIELDS};
 use super::{
@@ -372,10 +373,13 @@ fn libvirt_options(raw: &RawDefaults, problems: &mut Problems) -> LibvirtOptions
             Accel::Auto
         }
     };
-    LibvirtOptions {
-        uri: libvirt.uri.clone(),
-        accel,
-    }
+    let uri = libvirt.uri.as_ref().and_then(|uri| {
+        check_libvirt_uri(uri)
+            .map_err(|why| problems.top("defaults.libvirt.uri", format!("`{uri}` {why}")))
+            .ok()
+            .map(|()| uri.clone())
+    });
+    LibvirtOptions { uri, accel }
 }
 
 fn check_cpus(cpus: i64) -> Result<u32, String> {

@@ -132,3 +132,64 @@ fn a_state_file_cannot_add_directives_to_ssh_config() {
         show(&output)
     );
 }
+
+#[test]
+fn a_project_folder_named_as_a_template_is_refused() {
+    let parent = Project::new("template-folder");
+    let dir = parent.dir.join("p{{lookup('pipe','touch RAN')}}");
+    fs::create_dir_all(&dir).unwrap();
+    fs::rename(parent.dir.join("Machinefile"), dir.join("Machinefile")).unwrap();
+    for args in [&["validate"][..], &["inventory"], &["up"]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_envctl"))
+            .args(args)
+            .current_dir(&dir)
+            .env("ENVCTL_DATA_DIR", parent.dir.join("data"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", show(&output));
+        assert!(
+            String::from_utf8_lossy(&output.stderr)
+                .contains("which Ansible would render as a template"),
+            "{args:?}: {}",
+            show(&output)
+        );
+    }
+    assert!(!dir.join(".envctl").exists());
+}
+
+/// Python ends a line at U+0085, U+2028 and U+2029 too: Ansible, reading the line-format
+/// inventory, must still see every host with its vars as written.
+#[test]
+fn line_separators_in_vars_keep_the_inventory_whole_with_ansible() {
+    common::require_ansible();
+    let project = Project::new("separators");
+    project.machinefile("");
+    let text = fs::read_to_string(project.dir.join("Machinefile")).unwrap();
+    // YAML's own escapes: raw, YAML would fold U+0085 into a space before envctl saw it.
+    let escaped = r"one\Ltwo\Pthree\Nfour";
+    let value = "one\u{2028}two\u{2029}three\u{85}four";
+    let text = text.replace(
+        "  - {name: m1, ip: 10.231.34.5}\n",
+        &format!(
+            "  - {{name: m1, ip: 10.231.34.5, vars: {{motd: \"{escaped}\", list: [\"{escaped}\"]}}}}\n  - {{name: m2, ip: 10.231.34.6}}\n"
+        ),
+    );
+    fs::write(project.dir.join("Machinefile"), text).unwrap();
+    let output = project.envctl(&["inventory"], &[]);
+    assert!(output.status.success(), "{}", show(&output));
+    let ini = project.dir.join("inventory.ini");
+    fs::write(&ini, &output.stdout).unwrap();
+    let listed = Command::new("ansible-inventory")
+        .arg("-i")
+        .arg(&ini)
+        .arg("--list")
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{}", show(&listed));
+    let list: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let hostvars = &list["_meta"]["hostvars"];
+    assert_eq!(hostvars["m1"]["motd"], value, "{list:#}");
+    assert_eq!(hostvars["m1"]["list"][0], value, "{list:#}");
+    assert_eq!(hostvars["m2"]["ansible_host"], "10.231.34.6", "{list:#}");
+}

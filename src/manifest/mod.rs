@@ -4,6 +4,7 @@
 //! [`Problem`] it has, and `lines` finds where each problem stands in the file. Later code
 //! trusts a `Manifest` and never checks it again.
 
+mod ansible_vars;
 mod libvirt_uri;
 mod lines;
 mod raw;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use envctl_provider::{NetworkSpec, ProviderKind};
 use ipnetwork::Ipv4Network;
 
+use super::ansible_vars::{template_in, unusable_project_dir};
 use super::libvirt_uri::check_libvirt_uri;
 use super::lines::{LineIndex, MAX_DEPTH};
 use super::raw::{RawDefaults, RawDocker, RawMachine, RawManifest, RawProvision, KNOWN_FIELDS};
@@ -58,6 +59,17 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
         problems.unknown_field(&field, &raw);
     }
     let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    if let Some(why) = unusable_project_dir(&dir) {
+        problems.list.push(Problem {
+            line: None,
+            machine: None,
+            field: String::new(),
+            message: format!(
+                "the project folder {} {why}: rename it or move the project",
+                dir.display().to_string().escape_debug()
+            ),
+        });
+    }
     let manifest = build(&raw, path, &dir, &mut problems);
     match manifest {
         Some(manifest) if problems.list.is_empty() => Ok(manifest),
@@ -623,13 +635,23 @@ fn groups(raw: &RawMachine, check: &mut MachineCheck) -> Option<Vec<String>> {
     ok.then_some(groups)
 }
 
+/// A machine's vars, which go into the inventory: no template, which the line-format
+/// inventory could not mark as data.
 fn vars(
     raw: &BTreeMap<String, serde_yaml::Value>,
     check: &mut MachineCheck,
 ) -> Option<BTreeMap<String, serde_json::Value>> {
-    to_json_vars(raw)
+    let vars = to_json_vars(raw)
         .map_err(|(field, why)| check.fail(&format!("vars.{field}"), why))
-        .ok()
+        .ok()?;
+    let mut ok = true;
+    for (name, value) in &vars {
+        if let Some(why) = template_in(value) {
+            check.fail(&format!("vars.{name}"), why);
+            ok = false;
+        }
+    }
+    ok.then_some(vars)
 }
 
 /// Ansible variables as JSON values, which both inventory formats can carry.

@@ -62,14 +62,17 @@ pub(super) async fn run(ws: &Workspace, state: &mut State, names: &[String]) -> 
         ws.select(names)?.iter().map(|m| m.name.clone()).collect()
     };
     let names = selected.as_slice();
+    // The inventory file follows the Machinefile, which may have changed since `up`.
+    super::access::write_generated(ws, state)?;
     let program = which::which("ansible-playbook").context(
         "ansible-playbook is not on PATH: install Ansible (scripts/ensure-ansible does it on Debian)",
     )?;
     let mut command = Command::new(program);
     command
         .current_dir(&ws.manifest.dir)
+        // The JSON form: its values are marked so that Ansible never renders them.
         .arg("--inventory")
-        .arg(ws.state_dir.inventory())
+        .arg(ws.state_dir.inventory_json())
         .env("ANSIBLE_HOST_KEY_CHECKING", "True")
         .env("ANSIBLE_RETRY_FILES_ENABLED", "False")
         .env("PYTHONUNBUFFERED", "1")

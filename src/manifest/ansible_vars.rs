@@ -5,6 +5,12 @@
 //! (Vagrant's, also written to `inventory_path`) has no such marking: template
 //! delimiters are kept out of what goes into it, the machines' vars and the project's
 //! path, which the key file's path is made from.
+//!
+//! The connection itself is envctl's: it reaches each machine at its address, as its
+//! user, with the environment's key, checking the host key envctl generated against
+//! `.envctl/known_hosts`. Vars that would change that are refused, since one of them
+//! could switch host-key checking off or send the connection elsewhere;
+//! `provision.ansible_args` stays the documented way around.
 
 use std::path::Path;
 
@@ -12,6 +18,51 @@ use serde_json::Value;
 
 /// What opens a Jinja expression, statement or comment.
 const TEMPLATE_DELIMITERS: [&str; 3] = ["{{", "{%", "{#"];
+
+/// The variables of Ansible's ssh connection that decide where it goes, as whom, with
+/// which key or password, through which program and arguments, and whether it checks the
+/// host key: envctl sets the ones it needs and the rest must stay at their defaults.
+/// Tuning (`ansible_ssh_pipelining`, `ansible_ssh_timeout`, …) stays the user's.
+const CONNECTION_VARS: [&str; 26] = [
+    "ansible_connection",
+    "ansible_host",
+    "ansible_ssh_host",
+    "ansible_port",
+    "ansible_ssh_port",
+    "ansible_user",
+    "ansible_ssh_user",
+    "ansible_password",
+    "ansible_ssh_pass",
+    "ansible_ssh_password",
+    "ansible_sshpass_prompt",
+    "ansible_private_key_file",
+    "ansible_ssh_private_key_file",
+    "ansible_ssh_pkcs11_provider",
+    "ansible_ssh_args",
+    "ansible_ssh_common_args",
+    "ansible_ssh_extra_args",
+    "ansible_scp_extra_args",
+    "ansible_sftp_extra_args",
+    "ansible_ssh_executable",
+    "ansible_scp_executable",
+    "ansible_sftp_executable",
+    "ansible_host_key_checking",
+    "ansible_ssh_host_key_checking",
+    // A shared control socket would reuse a connection made, and checked, elsewhere.
+    "ansible_control_path",
+    "ansible_control_path_dir",
+];
+
+/// Why envctl keeps the variable `name` for itself, if it does.
+pub fn reserved_var(name: &str) -> Option<String> {
+    CONNECTION_VARS.contains(&name).then(|| {
+        format!(
+            "`{name}` decides how Ansible connects, which envctl sets itself so that every \
+             connection checks the host key it generated: it cannot be set here \
+             (`provision.ansible_args` can, at the cost of that check)"
+        )
+    })
+}
 
 /// Why `value` (a var's value, however nested) cannot go into the line-format inventory.
 pub fn template_in(value: &Value) -> Option<String> {
@@ -71,6 +122,37 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn connection_vars_are_envctls() {
+        for name in [
+            "ansible_host",
+            "ansible_port",
+            "ansible_user",
+            "ansible_connection",
+            "ansible_ssh_common_args",
+            "ansible_ssh_extra_args",
+            "ansible_ssh_private_key_file",
+            "ansible_ssh_args",
+            "ansible_ssh_host",
+            "ansible_ssh_port",
+            "ansible_ssh_user",
+            "ansible_private_key_file",
+            "ansible_host_key_checking",
+            "ansible_ssh_executable",
+        ] {
+            assert!(reserved_var(name).is_some(), "{name}");
+        }
+        for name in [
+            "ansible_python_interpreter",
+            "ansible_become",
+            "ansible_ssh_pipelining",
+            "ANSIBLE_HOST",
+            "http_port",
+        ] {
+            assert_eq!(reserved_var(name), None, "{name}");
+        }
+    }
 
     #[test]
     fn templates_are_found_however_deep() {

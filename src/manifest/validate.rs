@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use envctl_provider::{NetworkSpec, ProviderKind};
 use ipnetwork::Ipv4Network;
 
-use super::ansible_vars::{template_in, unusable_project_dir};
+use super::ansible_vars::{reserved_var, template_in, unusable_project_dir};
 use super::libvirt_uri::check_libvirt_uri;
 use super::lines::{LineIndex, MAX_DEPTH};
 use super::raw::{RawDefaults, RawDocker, RawMachine, RawManifest, RawProvision, KNOWN_FIELDS};
@@ -635,8 +635,8 @@ fn groups(raw: &RawMachine, check: &mut MachineCheck) -> Option<Vec<String>> {
     ok.then_some(groups)
 }
 
-/// A machine's vars, which go into the inventory: no template, which the line-format
-/// inventory could not mark as data.
+/// A machine's vars, which go into the inventory: none of envctl's connection vars, and
+/// no template, which the line-format inventory could not mark as data.
 fn vars(
     raw: &BTreeMap<String, serde_yaml::Value>,
     check: &mut MachineCheck,
@@ -662,6 +662,9 @@ fn to_json_vars(
     for (name, value) in raw {
         if !is_identifier(name) {
             return Err((name.clone(), format!("`{name}` is not a valid variable name: use letters, digits and underscores, not starting with a digit")));
+        }
+        if let Some(why) = reserved_var(name) {
+            return Err((name.clone(), why));
         }
         let value = serde_json::to_value(value)
             .map_err(|err| (name.clone(), format!("cannot be given to Ansible: {err}")))?;

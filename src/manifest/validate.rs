@@ -11,6 +11,9 @@ use super::ansible_vars::{reserved_var, template_in, unusable_project_dir};
 use super::libvirt_uri::check_libvirt_uri;
 use super::lines::{LineIndex, MAX_DEPTH};
 use super::raw::{RawDefaults, RawDocker, RawMachine, RawManifest, RawProvision, KNOWN_FIELDS};
+use super::reserved::{
+    hostname_clash, reserved_group, reserved_machine_name, unusable_subnet, Known,
+};
 use super::{
     Accel, DockerImage, LibvirtOptions, Machine, Manifest, ManifestError, Problem, Provision,
 };
@@ -292,6 +295,10 @@ fn network(raw: &RawManifest, problems: &mut Problems) -> Option<NetworkSpec> {
         );
         return None;
     }
+    if let Some(why) = unusable_subnet(subnet) {
+        problems.top("network.subnet", why);
+        return None;
+    }
     let gateway = match &network.gateway {
         None => subnet.nth(1)?,
         Some(text) => match text.parse::<Ipv4Addr>() {
@@ -453,6 +460,13 @@ fn machines(
                 );
             }
         }
+        let others = machines.iter().map(|m| Known {
+            name: &m.name,
+            hostname: &m.hostname,
+        });
+        if let Some(why) = hostname_clash(&machine.name, &machine.hostname, others) {
+            problems.machine(index, &machine.name, "hostname", why);
+        }
     }
     machines
 }
@@ -523,7 +537,13 @@ fn machine(
             );
             None
         }
-        Some(name) => Some(name.clone()),
+        Some(name) => match reserved_machine_name(name) {
+            Some(why) => {
+                check.fail("name", why);
+                None
+            }
+            None => Some(name.clone()),
+        },
     };
     let ip = machine_ip(raw, network, check);
     let hostname = match (&raw.hostname, &name) {
@@ -632,11 +652,8 @@ fn groups(raw: &RawMachine, check: &mut MachineCheck) -> Option<Vec<String>> {
         if !is_identifier(group) {
             check.fail("groups", format!("`{group}` is not a valid Ansible group name: use letters, digits and underscores, not starting with a digit"));
             ok = false;
-        } else if group == "all" || group == "ungrouped" {
-            check.fail(
-                "groups",
-                format!("`{group}` is Ansible's own group; every host is in it already"),
-            );
+        } else if let Some(why) = reserved_group(group) {
+            check.fail("groups", why);
             ok = false;
         }
     }
@@ -766,6 +783,15 @@ fn provision(raw: &RawProvision, dir: &Path, problems: &mut Problems) -> Option<
             let path = dir.join(playbook);
             if path.is_file() {
                 Some(path)
+            } else if path.is_dir() {
+                problems.top(
+                    "provision.playbook",
+                    format!(
+                        "{} is a folder: name the playbook file in it",
+                        path.display()
+                    ),
+                );
+                None
             } else {
                 problems.top(
                     "provision.playbook",

@@ -96,6 +96,10 @@ impl StateDir {
     pub fn inventory(&self) -> PathBuf {
         self.root.join("inventory")
     }
+    /// The inventory envctl runs `ansible-playbook` with: JSON, values marked unsafe.
+    pub fn inventory_json(&self) -> PathBuf {
+        self.root.join("inventory.json")
+    }
     pub fn ssh_config(&self) -> PathBuf {
         self.root.join("ssh_config")
     }

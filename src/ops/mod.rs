@@ -50,6 +50,25 @@ pub use status::{status, StatusReport};
 pub use status::MachineLine;
 pub use up::{up, UpOptions};
 
+/// No Machinefile in the current folder or its parents: bad input, like a bad one.
+#[derive(Debug)]
+pub struct NoMachinefile {
+    pub dir: PathBuf,
+}
+
+impl std::fmt::Display for NoMachinefile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no {} in {} or its parents: write one (see Machinefile.example) or pass -f FILE",
+            manifest::FILE_NAME,
+            self.dir.display()
+        )
+    }
+}
+
+impl std::error::Error for NoMachinefile {}
+
 /// A loaded environment: its validated Machinefile and its state folder.
 pub struct Workspace {
     pub manifest: Manifest,
@@ -71,11 +90,7 @@ impl Workspace {
                 let cwd = std::env::current_dir().context("reading the current folder")?;
                 match manifest::find(&cwd) {
                     Some(path) => path,
-                    None => bail!(
-                        "no {} in {} or its parents: write one (see Machinefile.example) or pass -f FILE",
-                        manifest::FILE_NAME,
-                        cwd.display()
-                    ),
+                    None => return Err(NoMachinefile { dir: cwd }.into()),
                 }
             }
         };

@@ -110,6 +110,7 @@ fn nothing_in_the_state_folder_is_open_to_others() {
         "vagrant_insecure_key.ed25519",
         "first_contact/web1",
         "inventory",
+        "inventory.json",
         "ssh_config",
     ] {
         assert!(

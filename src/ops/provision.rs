@@ -53,14 +53,17 @@ pub(super) async fn run(session: &mut Session<'_>) -> Result<()> {
     let every_machine = session.selected.len() == ws.manifest.machines.len();
     let selected: Vec<String> = session.selected_names();
     let names: &[String] = if every_machine { &[] } else { &selected };
+    // The inventory file follows the Machinefile, which may have changed since `up`.
+    super::access::write_generated(ws, &session.state)?;
     let program = which::which("ansible-playbook").context(
         "ansible-playbook is not on PATH: install Ansible (scripts/ensure-ansible does it on Debian)",
     )?;
     let mut command = Command::new(program);
     command
         .current_dir(&ws.manifest.dir)
+        // The JSON form: its values are marked so that Ansible never renders them.
         .arg("--inventory")
-        .arg(ws.state_dir.inventory())
+        .arg(ws.state_dir.inventory_json())
         .env("ANSIBLE_HOST_KEY_CHECKING", "True")
         .env("ANSIBLE_RETRY_FILES_ENABLED", "False")
         .env("PYTHONUNBUFFERED", "1")

@@ -14,7 +14,7 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use envctl_provider::{
-    Access, EnvironmentSpec, Init, MachineSpec, MachineState, MachineStatus, MachineUp, Phase,
+    Access, EnvironmentId, Init, MachineSpec, MachineState, MachineStatus, MachineUp, Phase,
     ProviderError, Report, SshEndpoint,
 };
 use futures_util::StreamExt;
@@ -46,7 +46,7 @@ pub(crate) fn split_hostname(fqdn: &str) -> (&str, &str) {
 /// capability. A systemd machine also gets what systemd needs ([`systemd::apply`]); an
 /// `sshd` machine gets no mount at all.
 pub(crate) fn create_body(
-    env: &EnvironmentSpec,
+    env: &EnvironmentId,
     machine: &MachineSpec,
     image: &str,
     cgroups: CgroupHost,
@@ -184,7 +184,7 @@ fn append_file(
 impl DockerProvider {
     pub(crate) async fn up_machine(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &MachineSpec,
         report: &dyn Report,
     ) -> Result<MachineUp, ProviderError> {
@@ -240,7 +240,7 @@ impl DockerProvider {
 
     pub(crate) async fn halt_machine(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &str,
     ) -> Result<(), ProviderError> {
         if self.owned_container(env, machine).await?.is_none() {
@@ -260,7 +260,7 @@ impl DockerProvider {
 
     pub(crate) async fn destroy_machine(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &str,
     ) -> Result<(), ProviderError> {
         if self.owned_container(env, machine).await?.is_none() {
@@ -271,7 +271,7 @@ impl DockerProvider {
 
     pub(crate) async fn machine_statuses(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
     ) -> Result<Vec<MachineStatus>, ProviderError> {
         let options = ListContainersOptionsBuilder::new()
             .all(true)
@@ -314,7 +314,7 @@ impl DockerProvider {
 
     pub(crate) async fn machine_log_tail(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &str,
         lines: usize,
     ) -> Option<String> {
@@ -350,7 +350,7 @@ impl DockerProvider {
     /// with the name but not the environment's id is someone else's: an error, left alone.
     async fn owned_container(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &str,
     ) -> Result<Option<ContainerInspectResponse>, ProviderError> {
         let name = env.resource_name(machine);
@@ -389,7 +389,7 @@ impl DockerProvider {
     /// whose sshd cannot start.
     async fn create_machine(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &MachineSpec,
         report: &dyn Report,
     ) -> Result<String, ProviderError> {
@@ -454,6 +454,7 @@ impl DockerProvider {
 
 #[cfg(test)]
 mod tests {
+    use envctl_provider::EnvironmentSpec;
     use std::io::Read;
     use std::path::PathBuf;
 
@@ -463,10 +464,12 @@ mod tests {
 
     fn env() -> EnvironmentSpec {
         EnvironmentSpec {
-            name: "demo".to_string(),
-            id: "id-demo".to_string(),
-            project_dir: PathBuf::from("/src/demo"),
-            console_dir: PathBuf::from("/tmp/console"),
+            who: EnvironmentId {
+                name: "demo".to_string(),
+                id: "id-demo".to_string(),
+                project_dir: PathBuf::from("/src/demo"),
+                console_dir: PathBuf::from("/tmp/console"),
+            },
             network: NetworkSpec {
                 subnet: "10.1.0.0/24".parse().unwrap(),
                 gateway: "10.1.0.1".parse().unwrap(),

@@ -220,7 +220,7 @@ async fn docker_prepare_builds_once_and_makes_the_network() {
 
     // Another environment of the same name (another id) is refused, naming the network.
     let mut impostor = env.clone();
-    impostor.id = format!("{}-other", env.id);
+    impostor.who.id = format!("{}-other", env.id);
     let err = provider
         .preflight(&impostor, &machines)
         .await

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use envctl_provider::{
-    Access, EnvironmentSpec, ImageSource, MachineSpec, MachineState, MachineStatus, MachineUp,
-    Phase, ProviderError, ProviderKind, Report, SshEndpoint,
+    Access, EnvironmentId, EnvironmentSpec, ImageSource, MachineSpec, MachineState, MachineStatus,
+    MachineUp, Phase, ProviderError, ProviderKind, Report, SshEndpoint,
 };
 use virt::connect::Connect;
 use virt::domain::{Domain, DomainState};
@@ -63,7 +63,7 @@ impl LibvirtProvider {
 
     pub(crate) async fn halt_machine(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &str,
     ) -> Result<(), ProviderError> {
         let name = env.resource_name(machine);
@@ -106,7 +106,7 @@ impl LibvirtProvider {
 
     pub(crate) async fn destroy_machine(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &str,
     ) -> Result<(), ProviderError> {
         // Checks ownership: someone else's domain of that name is left alone.
@@ -130,7 +130,7 @@ impl LibvirtProvider {
 
     pub(crate) async fn machine_statuses(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
     ) -> Result<Vec<MachineStatus>, ProviderError> {
         let env = env.clone();
         self.conn.run(move |connect| statuses(connect, &env)).await
@@ -138,7 +138,7 @@ impl LibvirtProvider {
 
     pub(crate) async fn machine_log_tail(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &str,
         lines: usize,
     ) -> Option<String> {
@@ -151,7 +151,7 @@ impl LibvirtProvider {
     }
 
     /// The console log of `machine`, when libvirt runs on this host to write it.
-    fn console_log(&self, env: &EnvironmentSpec, machine: &str) -> Option<PathBuf> {
+    fn console_log(&self, env: &EnvironmentId, machine: &str) -> Option<PathBuf> {
         if !self.conn.is_local() || !env.has_console_dir() {
             return None;
         }
@@ -159,7 +159,7 @@ impl LibvirtProvider {
         Some(dir.join(format!("{machine}.log")))
     }
 
-    async fn find(&self, env: &EnvironmentSpec, machine: &str) -> Result<Found, ProviderError> {
+    async fn find(&self, env: &EnvironmentId, machine: &str) -> Result<Found, ProviderError> {
         let (domain, who, env_id) = (
             env.resource_name(machine),
             machine.to_string(),
@@ -456,7 +456,7 @@ fn remove(connect: &Connect, machine: &str, name: &str, exists: bool) -> Result<
     storage::delete_volume(&pool, &seed::volume_name(name))
 }
 
-fn statuses(connect: &Connect, env: &EnvironmentSpec) -> Result<Vec<MachineStatus>, ProviderError> {
+fn statuses(connect: &Connect, env: &EnvironmentId) -> Result<Vec<MachineStatus>, ProviderError> {
     let domains = connect.list_all_domains(0).map_err(|err| {
         crate::conn::backend_error(format!("listing the domains of `{}`", env.name), err)
     })?;

@@ -7,7 +7,7 @@
 use std::fmt;
 
 use envctl_provider::routes::{conflicting_route, host_routes, HostRoute as Route};
-use envctl_provider::{EnvironmentSpec, MachineSpec, Phase, ProviderError, Report};
+use envctl_provider::{EnvironmentId, EnvironmentSpec, MachineSpec, Phase, ProviderError, Report};
 use ipnetwork::Ipv4Network;
 use sha2::{Digest, Sha256};
 use virt::connect::Connect;
@@ -78,7 +78,7 @@ pub(crate) fn desired(env: &EnvironmentSpec, machines: &[MachineSpec]) -> Networ
 }
 
 /// Whether `net` is the environment's own network: the name alone could be anyone's.
-pub(crate) fn is_own(env: &EnvironmentSpec, net: &NetInfo) -> bool {
+pub(crate) fn is_own(env: &EnvironmentId, net: &NetInfo) -> bool {
     net.name == env.network_name()
         && net
             .owner
@@ -196,7 +196,7 @@ fn section_changes<T: PartialEq>(
     changes
 }
 
-fn dhcp_host(env: &EnvironmentSpec, machine: &MachineSpec) -> DhcpHost {
+fn dhcp_host(env: &EnvironmentId, machine: &MachineSpec) -> DhcpHost {
     DhcpHost {
         mac: mac_address(&env.id, &machine.name),
         name: short_name(&machine.hostname).to_string(),
@@ -331,7 +331,7 @@ fn update(
     Ok(())
 }
 
-fn remove(connect: &Connect, env: &EnvironmentSpec) -> Result<(), ProviderError> {
+fn remove(connect: &Connect, env: &EnvironmentId) -> Result<(), ProviderError> {
     let name = env.network_name();
     let Some((info, active)) = lookup(connect, &name)? else {
         return Ok(());
@@ -418,7 +418,7 @@ impl LibvirtProvider {
     }
 
     /// Stops and removes the environment's network; a missing one is not an error.
-    pub(crate) async fn remove_network(&self, env: &EnvironmentSpec) -> Result<(), ProviderError> {
+    pub(crate) async fn remove_network(&self, env: &EnvironmentId) -> Result<(), ProviderError> {
         let env = env.clone();
         self.conn.run(move |connect| remove(connect, &env)).await
     }

@@ -480,12 +480,11 @@ fn env(name: &str, subnet: &str) -> EnvironmentSpec {
 }
 
 fn env_with_id(name: &str, subnet: &str, id: &str) -> EnvironmentSpec {
-    EnvironmentSpec {
-        id: id.to_string(),
-        project_dir: PathBuf::from(format!("/tmp/{name}")),
-        console_dir: tempdir(name).join("console"),
-        ..envctl_testkit::env(name, subnet)
-    }
+    let mut env = envctl_testkit::env(name, subnet);
+    env.who.id = id.to_string();
+    env.who.project_dir = PathBuf::from(format!("/tmp/{name}"));
+    env.who.console_dir = tempdir(name).join("console");
+    env
 }
 
 fn machine(

@@ -7,7 +7,8 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use envctl_provider::{
-    EnvironmentSpec, HostKey, ImageSource, Init, MachineSpec, NetworkSpec, Phase, Report,
+    EnvironmentId, EnvironmentSpec, HostKey, ImageSource, Init, MachineSpec, NetworkSpec, Phase,
+    Report,
 };
 use ipnetwork::Ipv4Network;
 
@@ -36,10 +37,12 @@ pub fn network_spec(subnet: &str) -> NetworkSpec {
 /// system's temporary folder.
 pub fn env(name: &str, subnet: &str) -> EnvironmentSpec {
     EnvironmentSpec {
-        name: name.to_string(),
-        id: unique_id(),
-        project_dir: PathBuf::from(format!("/tmp/envctl-tests/{name}")),
-        console_dir: std::env::temp_dir(),
+        who: EnvironmentId {
+            name: name.to_string(),
+            id: unique_id(),
+            project_dir: PathBuf::from(format!("/tmp/envctl-tests/{name}")),
+            console_dir: std::env::temp_dir(),
+        },
         network: network_spec(subnet),
     }
 }

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use envctl_provider::{
-    BoxImage, EnvironmentSpec, ImageSource, MachineSpec, Phase, ProviderError, ProviderKind, Report,
+    BoxImage, EnvironmentId, ImageSource, MachineSpec, Phase, ProviderError, ProviderKind, Report,
 };
 
 use crate::vm::{describe_owner, Owner, SNAPSHOT};
@@ -14,7 +14,7 @@ use crate::{keys, VirtualboxProvider};
 
 /// The base VM `image` is imported into for `env`. Machine names cannot start with a dash,
 /// so `<env>--box-…` never names a machine.
-pub(crate) fn base_name(env: &EnvironmentSpec, image: &BoxImage) -> String {
+pub(crate) fn base_name(env: &EnvironmentId, image: &BoxImage) -> String {
     format!(
         "{}--box-{}-{}",
         env.name,
@@ -73,7 +73,7 @@ impl VirtualboxProvider {
     /// Preflight: no VM that `up` would make is someone else's already.
     pub(crate) async fn check_names(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machines: &[MachineSpec],
     ) -> Result<(), ProviderError> {
         let mut wanted: HashSet<String> = HashSet::new();
@@ -104,7 +104,7 @@ impl VirtualboxProvider {
     /// Prepare: imports each box the machines use into its base VM, once.
     pub(crate) async fn ensure_bases(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machines: &[MachineSpec],
         report: &dyn Report,
     ) -> Result<(), ProviderError> {
@@ -130,7 +130,7 @@ impl VirtualboxProvider {
 
     /// Checks an existing base VM and takes its snapshot if an earlier `up` stopped short of
     /// it. False when the VM vanished meanwhile.
-    async fn finish_base(&self, env: &EnvironmentSpec, base: &str) -> Result<bool, ProviderError> {
+    async fn finish_base(&self, env: &EnvironmentId, base: &str) -> Result<bool, ProviderError> {
         let action = format!("checking base VM `{base}`");
         match self
             .owner(env, base)
@@ -168,7 +168,7 @@ impl VirtualboxProvider {
     /// failure after the import removes the VM again.
     async fn import_base(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         image: &BoxImage,
         base: &str,
     ) -> Result<(), ProviderError> {

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use envctl_provider::{EnvironmentSpec, MachineState, MachineStatus, ProviderError};
+use envctl_provider::{EnvironmentId, MachineState, MachineStatus, ProviderError};
 
 use crate::network::mac_from_vbox;
 use crate::vm::Owner;
@@ -27,7 +27,7 @@ impl VirtualboxProvider {
     /// within the halt timeout.
     pub(crate) async fn halt_machine(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &str,
     ) -> Result<(), ProviderError> {
         let vm = env.resource_name(machine);
@@ -82,7 +82,7 @@ impl VirtualboxProvider {
     /// disks. The base VM stays for the other machines; `teardown` removes it.
     pub(crate) async fn destroy_machine(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &str,
     ) -> Result<(), ProviderError> {
         let vm = env.resource_name(machine);
@@ -119,7 +119,7 @@ impl VirtualboxProvider {
     /// (whose it is, which machine) and, for the environment's machines, its state.
     pub(crate) async fn machine_statuses(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
     ) -> Result<Vec<MachineStatus>, ProviderError> {
         let prefix = format!("{}-", env.name);
         let base_prefix = format!("{}--", env.name);
@@ -155,7 +155,7 @@ impl VirtualboxProvider {
 
     /// Teardown: deletes the environment's base VMs. Their snapshots are the parents of the
     /// machines' disks, so this fails while a machine is left.
-    pub(crate) async fn remove_bases(&self, env: &EnvironmentSpec) -> Result<(), ProviderError> {
+    pub(crate) async fn remove_bases(&self, env: &EnvironmentId) -> Result<(), ProviderError> {
         let prefix = format!("{}--box-", env.name);
         for (name, _) in self.list_vms().await? {
             if !name.starts_with(&prefix) {

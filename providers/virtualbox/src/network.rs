@@ -15,7 +15,9 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use envctl_provider::{EnvironmentSpec, MachineSpec, NetworkSpec, Phase, ProviderError, Report};
+use envctl_provider::{
+    EnvironmentId, EnvironmentSpec, MachineSpec, NetworkSpec, Phase, ProviderError, Report,
+};
 use ipnetwork::Ipv4Network;
 
 use crate::parse;
@@ -187,10 +189,7 @@ impl VirtualboxProvider {
 
     /// Teardown: removes every host-only interface or network recorded as made for `env`
     /// (one the user removed already only loses its record).
-    pub(crate) async fn remove_host_only(
-        &self,
-        env: &EnvironmentSpec,
-    ) -> Result<(), ProviderError> {
+    pub(crate) async fn remove_host_only(&self, env: &EnvironmentId) -> Result<(), ProviderError> {
         self.forget(env);
         let all = self
             .vbox

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 
 use envctl_provider::{
-    Access, BoxImage, EnvironmentSpec, GuestAddress, MachineSpec, MachineUp, Phase, ProviderError,
-    Report, SshEndpoint,
+    Access, BoxImage, EnvironmentId, EnvironmentSpec, GuestAddress, MachineSpec, MachineUp, Phase,
+    ProviderError, Report, SshEndpoint,
 };
 
 use crate::boxes::{base_name, box_of};
@@ -268,7 +268,7 @@ impl VirtualboxProvider {
     /// where a DHCP server serves the host-only interface, a fixed address there.
     async fn configure(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &MachineSpec,
         host_only: &HostOnly,
         info: &VmInfo,
@@ -316,7 +316,7 @@ impl VirtualboxProvider {
     /// `--macaddress2`, `--uartmode1` (which 7 still accepts).
     fn modify_args(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &MachineSpec,
         host_only: &HostOnly,
         port: u16,
@@ -423,7 +423,7 @@ impl VirtualboxProvider {
         }
     }
 
-    pub(crate) async fn owner(&self, env: &EnvironmentSpec, vm: &str) -> Result<Owner, CallError> {
+    pub(crate) async fn owner(&self, env: &EnvironmentId, vm: &str) -> Result<Owner, CallError> {
         match self.vbox.run(["getextradata", vm, "enumerate"]).await {
             Ok(out) => {
                 let extra = parse::extradata_all(&out);

@@ -204,15 +204,13 @@ pub fn example_in(
     prefix: [u8; 3],
 ) -> (EnvironmentSpec, Vec<MachineSpec>) {
     let [a, b, c] = prefix;
-    let env = EnvironmentSpec {
-        id: ENV_ID.to_string(),
-        project_dir: fake.root.join("project"),
-        console_dir: fake.root.join("console"),
-        network: NetworkSpec {
-            subnet: subnet.parse().unwrap(),
-            gateway: Ipv4Addr::new(a, b, c, 1),
-        },
-        ..envctl_testkit::env("example", subnet)
+    let mut env = envctl_testkit::env("example", subnet);
+    env.who.id = ENV_ID.to_string();
+    env.who.project_dir = fake.root.join("project");
+    env.who.console_dir = fake.root.join("console");
+    env.network = NetworkSpec {
+        subnet: subnet.parse().unwrap(),
+        gateway: Ipv4Addr::new(a, b, c, 1),
     };
     let image = ImageSource::Box(BoxImage {
         name: "debian/bookworm64".to_string(),

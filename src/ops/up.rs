@@ -16,7 +16,7 @@ use crate::interrupt;
 use crate::keys;
 use crate::output::{self, Progress};
 use crate::providers::AnyProvider;
-use crate::ssh::{self, Credentials, SshTarget};
+use crate::ssh::{self, Boot, Credentials, Deadline, SshTarget};
 use crate::state::{MachineRecord, State};
 
 /// How long one machine may take from `up` to answering SSH, unless
@@ -225,8 +225,10 @@ async fn leave_provider(ws: &Workspace, state: &mut State, current: ProviderKind
     access::write_generated(ws, state)
 }
 
-/// Waits for SSH and, for boxes that trust Vagrant's insecure key, swaps in the
-/// environment's own key. A failure says the last thing seen and the machine's log.
+/// Brings one machine to ready: for boxes that trust Vagrant's insecure key, bootstrap
+/// first; then, the same for every provider, SSH with the pinned key and a finished boot.
+/// A machine that booted degraded is ready, with its failed units named. A failure says
+/// why (at once when it can never work) and shows the end of the machine's log.
 async fn bring_to_ready(
     provider: &AnyProvider,
     env: &envctl_provider::EnvironmentSpec,
@@ -236,55 +238,61 @@ async fn bring_to_ready(
     state_dir: &crate::state::StateDir,
     progress: &Progress,
 ) -> Result<()> {
-    progress.set(&spec.name, "waiting for ssh");
     let target = SshTarget {
         name: &spec.name,
         user: &spec.user,
         host: &up.endpoint.host,
         port: up.endpoint.port,
     };
-    let timeout = ready_timeout();
-    let ready = match up.access {
-        Access::Ready => ssh::wait_ready(&target, creds, timeout).await,
-        Access::VagrantInsecureKey => bootstrap::bootstrap(
-            state_dir,
-            spec,
-            &target,
-            up.guest_address.as_ref(),
-            creds,
-            timeout,
-        )
-        .await
-        .map_err(|err| format!("{err:#}")),
+    let deadline = Deadline::after(ready_timeout());
+    let reached = async {
+        if up.access == Access::VagrantInsecureKey {
+            progress.set(&spec.name, "bootstrapping over ssh");
+            let address = up.guest_address.as_ref();
+            bootstrap::bootstrap(state_dir, spec, &target, address, creds, deadline).await?;
+        }
+        progress.set(&spec.name, "waiting for ssh and boot");
+        Ok::<Boot, anyhow::Error>(ssh::wait_ready(&target, creds, deadline).await?)
     };
-    match ready {
-        Ok(()) => {
-            progress.finish(
-                &spec.name,
-                if up.changed {
-                    "ready"
-                } else {
-                    "already running"
-                },
-            );
-            Ok(())
-        }
-        Err(last_seen) => {
+    let boot = match reached.await {
+        Ok(boot) => boot,
+        Err(err) => {
             progress.finish(&spec.name, "failed");
-            let tail = provider
-                .log_tail(env, &spec.name, 20)
-                .await
-                .map(|tail| {
-                    format!(
-                        "\n  last lines of its log:\n    {}",
-                        tail.trim_end().replace('\n', "\n    ")
-                    )
-                })
-                .unwrap_or_default();
-            bail!(
-                "no SSH with the environment's key after {}s; last seen: {last_seen}{tail}",
-                timeout.as_secs()
-            )
+            bail!("{err:#}{}", log_tail(provider, env, &spec.name).await)
         }
+    };
+    let word = if up.changed {
+        "ready"
+    } else {
+        "already running"
+    };
+    match boot {
+        Boot::Degraded(units) => {
+            progress.finish(&spec.name, &format!("{word} (degraded)"));
+            progress.warn(
+                &spec.name,
+                &format!("booted degraded; failed units: {}", units.join(", ")),
+            );
+        }
+        Boot::Running | Boot::NoSystemd => progress.finish(&spec.name, word),
     }
+    Ok(())
+}
+
+/// The end of the machine's log, to show under a failure; nothing if the backend has none.
+async fn log_tail(
+    provider: &AnyProvider,
+    env: &envctl_provider::EnvironmentSpec,
+    machine: &str,
+) -> String {
+    provider
+        .log_tail(env, machine, 20)
+        .await
+        .map(|tail| {
+            format!(
+                "\n  last lines of its log:\n    {}",
+                tail.trim_end().replace('\n', "\n    ")
+            )
+        })
+        .unwrap_or_default()
 }

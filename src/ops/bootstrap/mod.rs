@@ -17,6 +17,8 @@
 
 mod script;
 #[cfg(test)]
+mod docker_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fs::OpenOptions;

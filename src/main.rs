@@ -6,6 +6,7 @@ mod commands;
 mod interrupt;
 mod inventory;
 mod keys;
+mod liveness;
 mod machine_readable;
 mod ops;
 mod output;

@@ -66,11 +66,27 @@ async fn connect_libvirt(settings: &LibvirtOptions) -> Result<AnyProvider, Provi
         Accel::Tcg => LibvirtAccel::Tcg,
     };
     let opts = BackendOptions {
-        uri: settings.uri.clone(),
+        uri: Some(libvirt_uri(settings)?),
         accel,
         ..BackendOptions::default()
     };
     Ok(AnyProvider::Libvirt(LibvirtProvider::connect(opts).await?))
+}
+
+/// The URI libvirt is reached at, checked whatever set it: `LIBVIRT_DEFAULT_URI` wins over
+/// the Machinefile, and either could make libvirt run a program (see
+/// `manifest::check_libvirt_uri`).
+#[cfg(feature = "libvirt")]
+fn libvirt_uri(settings: &LibvirtOptions) -> Result<String, ProviderError> {
+    let uri = envctl_libvirt::resolve_uri(settings.uri.as_deref());
+    crate::manifest::check_libvirt_uri(&uri).map_err(|why| ProviderError::Unavailable {
+        provider: ProviderKind::Libvirt,
+        endpoint: uri.clone(),
+        reason: format!(
+            "envctl refuses this URI (from LIBVIRT_DEFAULT_URI or the Machinefile): it {why}"
+        ),
+    })?;
+    Ok(uri)
 }
 
 #[cfg(not(feature = "libvirt"))]

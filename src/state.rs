@@ -11,7 +11,8 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use envctl_provider::ProviderKind;
 use serde::{Deserialize, Serialize};
 
 use crate::output;
@@ -23,7 +24,8 @@ pub const DIR_NAME: &str = ".envctl";
 pub struct State {
     /// Random, made once; recorded on every resource so envctl knows its own.
     pub env_id: String,
-    /// The provider the environment runs under, once `up` has started.
+    /// The provider the environment runs under, once `up` has started; always a
+    /// [`ProviderKind`]'s name in a state that [`StateDir::load`] returned.
     pub provider: Option<String>,
     #[serde(default)]
     pub machines: BTreeMap<String, MachineRecord>,
@@ -99,22 +101,33 @@ impl StateDir {
         restrict_tree(&self.root)
     }
 
-    /// The saved state, or a fresh one with a new environment id.
+    /// The saved state, or a fresh one with a new environment id. A state naming a
+    /// provider this envctl does not know is an error, never "no provider": that would
+    /// leave its machines unmanaged and let `up` make them again elsewhere.
     pub fn load(&self) -> Result<State> {
         let path = self.state_file();
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
-                format!(
-                    "reading {}: the file is damaged; remove it and run `envctl up` to rebuild it",
-                    path.display()
-                )
-            }),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(State {
-                env_id: crate::keys::random_id(),
-                ..State::default()
-            }),
-            Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(State {
+                    env_id: crate::keys::random_id(),
+                    ..State::default()
+                })
+            }
+            Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+        };
+        let state: State = serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "reading {}: the file is damaged; remove it and run `envctl up` to rebuild it",
+                path.display()
+            )
+        })?;
+        if let Some(name) = &state.provider {
+            if let Err(why) = name.parse::<ProviderKind>() {
+                bail!("{}: the recorded provider: {why}", path.display());
+            }
         }
+        Ok(state)
     }
 
     pub fn save(&self, state: &State) -> Result<()> {
@@ -290,6 +303,36 @@ mod tests {
         assert_eq!(dir.load().unwrap(), state);
         let mode = fs::metadata(dir.state_file()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn an_unknown_provider_is_an_error_naming_the_file() {
+        let root = std::env::temp_dir().join(format!("envctl-state-{}", crate::keys::random_id()));
+        let dir = StateDir {
+            root: root.join(DIR_NAME),
+        };
+        dir.create().unwrap();
+        fs::write(
+            dir.state_file(),
+            r#"{"env_id": "id", "provider": "vmware"}"#,
+        )
+        .unwrap();
+        let err = format!("{:#}", dir.load().unwrap_err());
+        assert!(
+            err.contains(&dir.state_file().display().to_string())
+                && err.contains("unknown provider `vmware`"),
+            "{err}"
+        );
+        fs::write(
+            dir.state_file(),
+            r#"{"env_id": "id", "provider": "libvirt"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            crate::ops::running_provider(&dir.load().unwrap()),
+            Some(ProviderKind::Libvirt)
+        );
         fs::remove_dir_all(root).unwrap();
     }
 }

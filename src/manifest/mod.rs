@@ -4,6 +4,7 @@
 //! [`Problem`] it has, and `lines` finds where each problem stands in the file. Later code
 //! trusts a `Manifest` and never checks it again.
 
+mod libvirt_uri;
 mod lines;
 mod raw;
 #[cfg(test)]
@@ -15,8 +16,9 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use envctl_provider::{NetworkSpec, ProviderKind};
+use envctl_provider::{Init, NetworkSpec, ProviderKind};
 
+pub use libvirt_uri::check_libvirt_uri;
 pub use validate::parse;
 
 /// The file name envctl looks for, in the current folder and then its parents.
@@ -52,6 +54,8 @@ pub struct Machine {
     /// Ansible host vars, in the order of their names.
     pub vars: BTreeMap<String, serde_json::Value>,
     pub docker: DockerImage,
+    /// What a container runs as PID 1 (`docker.init`); VMs ignore it.
+    pub docker_init: Init,
     pub libvirt_box: Option<String>,
     pub virtualbox_box: Option<String>,
 }
@@ -69,6 +73,7 @@ pub enum DockerImage {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LibvirtOptions {
+    /// One that [`check_libvirt_uri`] accepts.
     pub uri: Option<String>,
     pub accel: Accel,
 }

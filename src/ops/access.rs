@@ -52,7 +52,7 @@ pub fn ssh_config(ws: &Workspace, name: Option<&str>) -> Result<String> {
             bail!("machine `{name}` is not created: run `envctl up {name}` first");
         }
     }
-    let text = render_ssh_config(ws, &state, name);
+    let text = render_ssh_config(ws, &state, name)?;
     if text.is_empty() {
         bail!(
             "environment `{}` has no machines yet: run `envctl up` first",
@@ -124,11 +124,11 @@ pub(super) fn write_generated(ws: &Workspace, state: &State) -> Result<()> {
     }
     write_if_changed(
         &ws.state_dir.ssh_config(),
-        &render_ssh_config(ws, state, None),
+        &render_ssh_config(ws, state, None)?,
     )
 }
 
-fn render_ssh_config(ws: &Workspace, state: &State, only: Option<&str>) -> String {
+fn render_ssh_config(ws: &Workspace, state: &State, only: Option<&str>) -> Result<String> {
     let targets: Vec<SshTarget> = ws
         .manifest
         .machines

@@ -1,11 +1,13 @@
 //! `envctl destroy`: remove machines; with none left, remove what they shared and the
 //! state folder, so nothing envctl made remains.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use envctl_provider::{MachineState, Provider};
 use futures_util::future::join_all;
 
-use super::{extra_inventory_path, global_status, ownership, running_provider, Workspace};
+use super::{
+    extra_inventory_path, global_status, ownership, running_provider, MachineFailures, Workspace,
+};
 use crate::interrupt;
 use crate::output;
 use crate::providers::AnyProvider;
@@ -30,22 +32,18 @@ pub async fn destroy(ws: &Workspace, opts: DestroyOptions) -> Result<()> {
             provider.destroy(&env, &machine.name).await
         }))
         .await;
-        let mut failures = Vec::new();
+        let mut failures = MachineFailures::new("destroy", selected.len())
+            .with_hint("run `envctl destroy` again to finish");
         for (machine, result) in selected.iter().zip(results) {
             match result {
                 Ok(()) => {
                     state.machines.remove(&machine.name);
                 }
-                Err(err) => failures.push(format!("{}: {err}", machine.name)),
+                Err(err) => failures.push(&machine.name, err),
             }
         }
         ws.state_dir.save(&state)?;
-        if !failures.is_empty() {
-            bail!(
-                "could not destroy:\n  {}\nrun `envctl destroy` again to finish",
-                failures.join("\n  ")
-            );
-        }
+        failures.into_result()?;
         if whole {
             // Also machines the backend has that the Machinefile no longer names.
             ownership::remove_all(&provider, &env).await?;

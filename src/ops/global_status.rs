@@ -11,8 +11,9 @@ use anyhow::Result;
 use envctl_provider::MachineState;
 
 use super::Workspace;
+use crate::liveness::Orphaned;
 use crate::output;
-use crate::registry::{Entry, Gone, MachineEntry, Registry};
+use crate::registry::{Entry, MachineEntry, Registry};
 use crate::state::State;
 
 pub struct GlobalStatus {
@@ -21,7 +22,7 @@ pub struct GlobalStatus {
     /// Every environment still recorded, by folder.
     pub entries: Vec<Entry>,
     /// What `--prune` dropped, and why.
-    pub pruned: Vec<(Entry, Gone)>,
+    pub pruned: Vec<(Entry, Orphaned)>,
 }
 
 /// The registry as recorded; with `prune`, first without the environments that are gone.

@@ -1,10 +1,10 @@
 //! `envctl halt`: stop machines in parallel, keeping them and their state.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use envctl_provider::{MachineState, Provider};
 use futures_util::future::join_all;
 
-use super::{global_status, running_provider, Workspace};
+use super::{global_status, running_provider, MachineFailures, Workspace};
 use crate::output;
 use crate::providers::AnyProvider;
 
@@ -28,14 +28,13 @@ pub async fn halt(ws: &Workspace, names: &[String]) -> Result<()> {
         provider.halt(&env, &machine.name).await
     }))
     .await;
-    let failures: Vec<String> = selected
-        .iter()
-        .zip(results)
-        .filter_map(|(machine, result)| result.err().map(|err| format!("{}: {err}", machine.name)))
-        .collect();
-    if !failures.is_empty() {
-        bail!("could not halt:\n  {}", failures.join("\n  "));
+    let mut failures = MachineFailures::new("halt", selected.len());
+    for (machine, result) in selected.iter().zip(results) {
+        if let Err(err) = result {
+            failures.push(&machine.name, err);
+        }
     }
+    failures.into_result()?;
     let seen: Vec<(&str, &MachineState)> = selected
         .iter()
         .filter(|machine| state.machines.contains_key(&machine.name))

@@ -4,6 +4,7 @@
 mod access;
 mod bootstrap;
 mod destroy;
+mod failures;
 mod gc;
 mod global_status;
 mod halt;
@@ -29,6 +30,7 @@ use crate::state::{State, StateDir};
 
 pub use access::{inventory, ssh, ssh_config, InventoryFormat};
 pub use destroy::{destroy, DestroyOptions};
+pub use failures::MachineFailures;
 pub use gc::{gc, GcOptions};
 pub use global_status::global_status;
 pub use halt::halt;
@@ -103,7 +105,8 @@ pub fn choose_provider(
         .unwrap_or(ProviderKind::Docker)
 }
 
-/// The provider the environment's machines exist under, if any exist.
+/// The provider the environment's machines exist under, if any exist. A loaded state
+/// names a known provider or was refused by `StateDir::load`, so None is "none recorded".
 pub fn running_provider(state: &State) -> Option<ProviderKind> {
     state.provider.as_deref().and_then(|name| name.parse().ok())
 }
@@ -132,6 +135,7 @@ fn machine_spec(
         image,
         authorized_key: keypair.public_openssh.clone(),
         host_key,
+        init: machine.docker_init,
     })
 }
 

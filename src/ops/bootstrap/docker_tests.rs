@@ -193,6 +193,7 @@ impl Lab {
                 image: ImageSource::DockerImage("fakebox".into()),
                 authorized_key: keypair.public_openssh.clone(),
                 host_key: keys::ensure_host_key(&self.state_dir, ENV, name).unwrap(),
+                init: envctl_provider::Init::default(),
             })
             .collect();
         let hosts: Vec<KnownHost> = specs
@@ -395,6 +396,7 @@ fn any_spec() -> MachineSpec {
             private_openssh: String::new(),
             public_openssh: String::new(),
         },
+        init: envctl_provider::Init::default(),
     }
 }
 

@@ -15,9 +15,9 @@
 //! could write the marker instead, but then two places would have to agree on what
 //! "done" means; running the idempotent script costs one login.)
 
-mod script;
 #[cfg(test)]
 mod docker_tests;
+mod script;
 #[cfg(test)]
 mod tests;
 

@@ -24,6 +24,7 @@ fn spec() -> MachineSpec {
                     .into(),
             public_openssh: HOST_PUBLIC.into(),
         },
+        init: envctl_provider::Init::default(),
     }
 }
 

@@ -85,15 +85,17 @@ pub fn args(conn: &Connection, mode: Mode) -> Result<Vec<String>> {
 /// A path as the value of an ssh `-o` option. ssh splits values on white space unless they
 /// are in double quotes (inside which `\` escapes `"` and `\`), and expands `%` tokens in
 /// `IdentityFile` and `UserKnownHostsFile` (`%%` is a literal `%`). It also expands
-/// `${NAME}` there, with no way to escape it: such a path is refused.
+/// `${NAME}` there, with no way to escape it: such a path is refused, as is one with a
+/// line break or other control character.
 pub fn config_path(path: &Path) -> Result<String> {
     let text = path
         .to_str()
         .with_context(|| format!("{} is not UTF-8, which ssh options need", path.display()))?;
-    if text.contains("${") {
+    if text.contains("${") || text.contains(char::is_control) {
         bail!(
-            "{text} contains `${{`, which ssh would read as an environment variable: move the \
-             project to a path without it"
+            "the path {} holds `${{` (which ssh reads as an environment variable) or a control \
+             character, which ssh options cannot carry: move the project to a folder without it",
+            text.escape_debug()
         );
     }
     let mut quoted = String::with_capacity(text.len() + 2);
@@ -137,8 +139,10 @@ mod tests {
         for (path, want) in cases {
             assert_eq!(config_path(Path::new(path)).unwrap(), want, "{path}");
         }
-        let err = config_path(Path::new("/a${HOME}/k")).unwrap_err();
-        assert!(format!("{err}").contains("environment variable"), "{err}");
+        for refused in ["/a${HOME}/k", "/a\nProxyCommand x/k"] {
+            let err = config_path(Path::new(refused)).unwrap_err();
+            assert!(format!("{err}").contains("cannot carry"), "{err}");
+        }
     }
 
     /// ssh reads the values back as the paths they were (`ssh -G` prints what it parsed,

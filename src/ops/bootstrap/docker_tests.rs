@@ -237,7 +237,7 @@ fn target<'a>(spec: &'a MachineSpec, ip: &'a str) -> SshTarget<'a> {
 async fn run_cut(machine: &Machine<'_>, text: &str) {
     let deadline = Deadline::after(Duration::from_secs(60));
     loop {
-        match run_first_contact(machine, text, deadline).await {
+        match run_first_contact(machine, text).await {
             Round::Progress | Round::Done => return,
             Round::Never(reason) => panic!("the cut-off script could not run: {reason}"),
             Round::NotYet(seen) => {

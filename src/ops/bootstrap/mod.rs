@@ -157,7 +157,7 @@ async fn converge(
             Round::Progress => true,
             Round::NotYet(seen) => {
                 pinned_seen = seen;
-                match run_first_contact(machine, &script.full(), deadline).await {
+                match run_first_contact(machine, &script.full()).await {
                     Round::Done | Round::Progress => true,
                     Round::Never(reason) => return Err(NotReady::Never(reason)),
                     Round::NotYet(seen) => {
@@ -200,7 +200,7 @@ async fn pinned_round(machine: &Machine<'_>, script: &Script, deadline: Deadline
     match ssh::run(&args, &probe, b"", limit).await {
         Err(seen) => Round::NotYet(seen),
         Ok(found) if found.success() && found.stdout.trim() == script.marker() => Round::Done,
-        Ok(found) if found.success() => run_script(&args, &script.full(), deadline, rule).await,
+        Ok(found) if found.success() => run_script(&args, &script.full(), rule).await,
         Ok(failed) => classify(&failed.stderr, rule).into(),
     }
 }
@@ -208,7 +208,7 @@ async fn pinned_round(machine: &Machine<'_>, script: &Script, deadline: Deadline
 /// `text` as root over first contact: the box's own host key as first seen (or the
 /// generated one, which only the pinned round accepts), any of the keys it may trust.
 /// Tests run a cut-off script through it.
-async fn run_first_contact(machine: &Machine<'_>, text: &str, deadline: Deadline) -> Round {
+async fn run_first_contact(machine: &Machine<'_>, text: &str) -> Round {
     let mut identities: Vec<&Path> = machine.insecure.iter().map(PathBuf::as_path).collect();
     identities.push(machine.creds.private_key);
     let conn = Connection {
@@ -223,18 +223,16 @@ async fn run_first_contact(machine: &Machine<'_>, text: &str, deadline: Deadline
     let rule = HostKeyRule::FirstSeenOrGenerated {
         generated: &machine.generated,
     };
-    run_script(&args, text, deadline, rule).await
+    run_script(&args, text, rule).await
 }
 
+/// How long one run of the script may take. A run that started is let finish even past
+/// the deadline: cutting it there would only leave more to the next `up`.
+const SCRIPT_LIMIT: Duration = Duration::from_secs(180);
+
 /// The script as root, on standard input (the host key in it never on a command line).
-async fn run_script(
-    args: &[String],
-    text: &str,
-    deadline: Deadline,
-    rule: HostKeyRule<'_>,
-) -> Round {
-    let limit = deadline.budget(Duration::from_secs(10), Duration::from_secs(180));
-    match ssh::run(args, "sudo -n sh -s", text.as_bytes(), limit).await {
+async fn run_script(args: &[String], text: &str, rule: HostKeyRule<'_>) -> Round {
+    match ssh::run(args, "sudo -n sh -s", text.as_bytes(), SCRIPT_LIMIT).await {
         Err(seen) => Round::NotYet(seen),
         Ok(ran) if ran.success() => Round::Progress,
         Ok(failed) if failed.ssh_failed() => classify(&failed.stderr, rule).into(),

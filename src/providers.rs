@@ -10,11 +10,17 @@ use envctl_virtualbox::VirtualboxProvider;
 
 use crate::manifest::{LibvirtOptions, Manifest};
 
+#[cfg(test)]
+pub mod fake;
+
 pub enum AnyProvider {
     Docker(DockerProvider),
     #[cfg(feature = "libvirt")]
     Libvirt(envctl_libvirt::LibvirtProvider),
     Virtualbox(VirtualboxProvider),
+    /// The verbs' tests' backend: machines in memory, calls recorded.
+    #[cfg(test)]
+    Fake(std::sync::Arc<fake::FakeProvider>),
 }
 
 /// Calls the same method on whichever backend `self` holds.
@@ -25,11 +31,23 @@ macro_rules! dispatch {
             #[cfg(feature = "libvirt")]
             AnyProvider::Libvirt($backend) => $call,
             AnyProvider::Virtualbox($backend) => $call,
+            #[cfg(test)]
+            AnyProvider::Fake($backend) => $call,
         }
     };
 }
 
 impl AnyProvider {
+    /// Whether its machines answer SSH. Only the tests' fake machines do not: nothing
+    /// listens for them, and readiness is taken as given.
+    pub fn machines_answer_ssh(&self) -> bool {
+        match self {
+            #[cfg(test)]
+            AnyProvider::Fake(_) => false,
+            _ => true,
+        }
+    }
+
     /// Connects to the backend `kind` as the Machinefile configures it, or says why it
     /// cannot.
     pub async fn connect(

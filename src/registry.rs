@@ -208,7 +208,7 @@ mod tests {
             let dir = self.root.join(name);
             let state = State {
                 env_id: env_id.to_string(),
-                provider: Some("docker".into()),
+                provider: Some(envctl_provider::ProviderKind::Docker),
                 ..State::default()
             };
             StateDir::new(&dir).save(&state).unwrap();

@@ -24,9 +24,10 @@ pub const DIR_NAME: &str = ".envctl";
 pub struct State {
     /// Random, made once; recorded on every resource so envctl knows its own.
     pub env_id: String,
-    /// The provider the environment runs under, once `up` has started; always a
-    /// [`ProviderKind`]'s name in a state that [`StateDir::load`] returned.
-    pub provider: Option<String>,
+    /// The provider the environment runs under, once `up` has started. Written as its
+    /// name; a name this envctl does not know fails [`StateDir::load`].
+    #[serde(default, with = "provider_name")]
+    pub provider: Option<ProviderKind>,
     #[serde(default)]
     pub machines: BTreeMap<String, MachineRecord>,
 }
@@ -41,6 +42,30 @@ pub struct MachineRecord {
     /// Whether the playbook has run on this machine since it was created.
     #[serde(default)]
     pub provisioned: bool,
+}
+
+/// `provider` in `state.json`: a [`ProviderKind`]'s name.
+mod provider_name {
+    use envctl_provider::ProviderKind;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        kind: &Option<ProviderKind>,
+        out: S,
+    ) -> Result<S::Ok, S::Error> {
+        match kind {
+            Some(kind) => out.serialize_some(kind.as_str()),
+            None => out.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        input: D,
+    ) -> Result<Option<ProviderKind>, D::Error> {
+        Option::<String>::deserialize(input)?
+            .map(|name| name.parse().map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 /// The paths of one environment's state folder.
@@ -70,6 +95,10 @@ impl StateDir {
     }
     pub fn inventory(&self) -> PathBuf {
         self.root.join("inventory")
+    }
+    /// The inventory envctl runs `ansible-playbook` with: JSON, values marked unsafe.
+    pub fn inventory_json(&self) -> PathBuf {
+        self.root.join("inventory.json")
     }
     pub fn ssh_config(&self) -> PathBuf {
         self.root.join("ssh_config")
@@ -116,18 +145,25 @@ impl StateDir {
             }
             Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
         };
-        let state: State = serde_json::from_slice(&bytes).with_context(|| {
+        let value: serde_json::Value = serde_json::from_slice(&bytes).with_context(|| {
             format!(
                 "reading {}: the file is damaged; remove it and run `envctl up` to rebuild it",
                 path.display()
             )
         })?;
-        if let Some(name) = &state.provider {
+        // An unknown provider is not damage to repair by starting afresh: its machines
+        // exist under a provider this envctl cannot manage.
+        if let Some(name) = value.get("provider").and_then(|name| name.as_str()) {
             if let Err(why) = name.parse::<ProviderKind>() {
                 bail!("{}: the recorded provider: {why}", path.display());
             }
         }
-        Ok(state)
+        serde_json::from_value(value).with_context(|| {
+            format!(
+                "reading {}: the file is damaged; remove it and run `envctl up` to rebuild it",
+                path.display()
+            )
+        })
     }
 
     pub fn save(&self, state: &State) -> Result<()> {
@@ -298,7 +334,7 @@ mod tests {
         };
         let mut state = dir.load().unwrap();
         assert_eq!(state.env_id.len(), 16);
-        state.provider = Some("docker".into());
+        state.provider = Some(ProviderKind::Docker);
         dir.save(&state).unwrap();
         assert_eq!(dir.load().unwrap(), state);
         let mode = fs::metadata(dir.state_file()).unwrap().permissions().mode();
@@ -329,10 +365,7 @@ mod tests {
             r#"{"env_id": "id", "provider": "libvirt"}"#,
         )
         .unwrap();
-        assert_eq!(
-            crate::ops::running_provider(&dir.load().unwrap()),
-            Some(ProviderKind::Libvirt)
-        );
+        assert_eq!(dir.load().unwrap().provider, Some(ProviderKind::Libvirt));
         fs::remove_dir_all(root).unwrap();
     }
 }

@@ -132,3 +132,143 @@ fn a_state_file_cannot_add_directives_to_ssh_config() {
         show(&output)
     );
 }
+
+#[test]
+fn a_project_folder_named_as_a_template_is_refused() {
+    let parent = Project::new("template-folder");
+    let dir = parent.dir.join("p{{lookup('pipe','touch RAN')}}");
+    fs::create_dir_all(&dir).unwrap();
+    fs::rename(parent.dir.join("Machinefile"), dir.join("Machinefile")).unwrap();
+    for args in [&["validate"][..], &["inventory"], &["up"]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_envctl"))
+            .args(args)
+            .current_dir(&dir)
+            .env("ENVCTL_DATA_DIR", parent.dir.join("data"))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {}", show(&output));
+        assert!(
+            String::from_utf8_lossy(&output.stderr)
+                .contains("which Ansible would render as a template"),
+            "{args:?}: {}",
+            show(&output)
+        );
+    }
+    assert!(!dir.join(".envctl").exists());
+}
+
+/// Python ends a line at U+0085, U+2028 and U+2029 too: Ansible, reading the line-format
+/// inventory, must still see every host with its vars as written.
+#[test]
+fn line_separators_in_vars_keep_the_inventory_whole_with_ansible() {
+    common::require_ansible();
+    let project = Project::new("separators");
+    project.machinefile("");
+    let text = fs::read_to_string(project.dir.join("Machinefile")).unwrap();
+    // YAML's own escapes: raw, YAML would fold U+0085 into a space before envctl saw it.
+    let escaped = r"one\Ltwo\Pthree\Nfour";
+    let value = "one\u{2028}two\u{2029}three\u{85}four";
+    let text = text.replace(
+        "  - {name: m1, ip: 10.231.34.5}\n",
+        &format!(
+            "  - {{name: m1, ip: 10.231.34.5, vars: {{motd: \"{escaped}\", list: [\"{escaped}\"]}}}}\n  - {{name: m2, ip: 10.231.34.6}}\n"
+        ),
+    );
+    fs::write(project.dir.join("Machinefile"), text).unwrap();
+    let output = project.envctl(&["inventory"], &[]);
+    assert!(output.status.success(), "{}", show(&output));
+    let ini = project.dir.join("inventory.ini");
+    fs::write(&ini, &output.stdout).unwrap();
+    let listed = Command::new("ansible-inventory")
+        .arg("-i")
+        .arg(&ini)
+        .arg("--list")
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{}", show(&listed));
+    let list: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let hostvars = &list["_meta"]["hostvars"];
+    assert_eq!(hostvars["m1"]["motd"], value, "{list:#}");
+    assert_eq!(hostvars["m1"]["list"][0], value, "{list:#}");
+    assert_eq!(hostvars["m2"]["ansible_host"], "10.231.34.6", "{list:#}");
+}
+
+/// Runs envctl in `dir` with a deadline: a Machinefile that is a FIFO or device must be
+/// refused, not waited on or read forever.
+fn envctl_within(dir: &Path, args: &[&str], limit: std::time::Duration) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_envctl"))
+        .args(args)
+        .current_dir(dir)
+        .env("ENVCTL_DATA_DIR", dir.join("data"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            child.kill().unwrap();
+            panic!("envctl {args:?} still ran after {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn only_a_regular_file_of_sane_size_is_read_as_a_machinefile() {
+    let project = Project::new("file-kinds");
+    let fifo = project.dir.join("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let big = project.dir.join("big");
+    fs::write(&big, "#".repeat(2 * 1024 * 1024)).unwrap();
+    fs::create_dir_all(project.dir.join("folder")).unwrap();
+    let cases = [
+        ("/dev/zero", "is not a regular file"),
+        (fifo.to_str().unwrap(), "is not a regular file"),
+        (big.to_str().unwrap(), "is larger than 1024 KiB"),
+        ("folder", "is a folder, not a Machinefile"),
+    ];
+    for (file, words) in cases {
+        let limit = std::time::Duration::from_secs(20);
+        let output = envctl_within(&project.dir, &["-f", file, "validate"], limit);
+        assert_eq!(output.status.code(), Some(2), "{file}: {}", show(&output));
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains(words),
+            "{file}: {}",
+            show(&output)
+        );
+    }
+}
+
+#[test]
+fn a_folder_named_machinefile_or_none_at_all_is_bad_input() {
+    let project = Project::new("no-file");
+    // The nearest `Machinefile` is a folder: refused, not passed over for a parent's.
+    let nested = project.dir.join("sub");
+    fs::create_dir_all(nested.join("Machinefile")).unwrap();
+    let output = envctl_within(&nested, &["status"], std::time::Duration::from_secs(20));
+    assert_eq!(output.status.code(), Some(2), "{}", show(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("is a folder"),
+        "{}",
+        show(&output)
+    );
+    // None in the folder or any parent (the temporary folder's parents hold none).
+    let bare = std::env::temp_dir().join(format!("envctl-hostile-bare-{}", std::process::id()));
+    fs::create_dir_all(&bare).unwrap();
+    let output = envctl_within(&bare, &["status"], std::time::Duration::from_secs(20));
+    fs::remove_dir_all(&bare).unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", show(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("no Machinefile in"),
+        "{}",
+        show(&output)
+    );
+}

@@ -15,7 +15,8 @@ pub(crate) const DEFAULT_URI: &str = "qemu:///system";
 /// How long opening the connection may take before libvirt counts as not answering.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
-const START_HINT: &str = "start it with scripts/ensure-libvirt or `libvirtd -d`";
+const START_HINT: &str =
+    "start libvirtd (`systemctl start libvirtd`, or `libvirtd -d`; it comes with the libvirt-daemon-system package)";
 
 /// One connection, shared by every call: libvirt's connections are thread-safe.
 #[derive(Clone)]

@@ -47,7 +47,7 @@ async fn libvirt_connect_without_daemon_says_what_to_start() {
             endpoint, reason, ..
         }) => {
             assert!(endpoint.contains("/nonexistent/libvirt-sock"), "{endpoint}");
-            assert!(reason.contains("scripts/ensure-libvirt"), "{reason}");
+            assert!(reason.contains("systemctl start libvirtd"), "{reason}");
         }
         Err(other) => panic!("expected unavailable, got {other}"),
         Ok(_) => panic!("connected to a socket that does not exist"),

@@ -434,6 +434,7 @@ async fn docker_bootstrap_fails_fast_on_what_will_never_work() {
         "took {:?}",
         started.elapsed()
     );
+    eprintln!("sudo wanting a password: failed in {:?}", started.elapsed());
 
     // First contact sees the box's key; then the machine's key is replaced by a third.
     let spec = &specs[1];
@@ -463,4 +464,5 @@ async fn docker_bootstrap_fails_fast_on_what_will_never_work() {
         "took {:?}",
         started.elapsed()
     );
+    eprintln!("a third host key: failed in {:?}", started.elapsed());
 }

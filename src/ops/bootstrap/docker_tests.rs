@@ -65,28 +65,26 @@ fn docker(args: &[&str]) -> String {
 }
 
 fn docker_quietly(args: &[&str]) {
-    let _ = Command::new("docker")
+    let _ = docker_succeeds(args);
+}
+
+fn docker_succeeds(args: &[&str]) -> bool {
+    Command::new("docker")
         .args(args)
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status();
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 fn require_docker() {
-    let answers = Command::new("docker")
-        .args(["version", "--format", "{{.Server.Version}}"])
-        .output()
-        .is_ok_and(|output| output.status.success());
     assert!(
-        answers,
+        docker_succeeds(&["version", "--format", "{{.Server.Version}}"]),
         "the Docker Engine does not answer: start Docker (scripts/ensure-docker)"
     );
-    let base = Command::new("docker")
-        .args(["image", "inspect", "debian:bookworm"])
-        .output()
-        .is_ok_and(|output| output.status.success());
     assert!(
-        base,
+        docker_succeeds(&["image", "inspect", "debian:bookworm"]),
         "the image debian:bookworm is missing: run images/docker-base/build"
     );
 }
@@ -99,11 +97,7 @@ fn fakebox() -> String {
     let digest = ssh_key::HashAlg::Sha256.digest(text.as_bytes());
     let hex: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
     let tag = format!("envctl-ready/fakebox:{hex}");
-    if Command::new("docker")
-        .args(["image", "inspect", &tag])
-        .output()
-        .is_ok_and(|output| output.status.success())
-    {
+    if docker_succeeds(&["image", "inspect", &tag]) {
         return tag;
     }
     let mut child = Command::new("docker")

@@ -54,7 +54,7 @@ pub async fn remove_holding(provider: &AnyProvider, holding: &Holding) -> Result
 /// Resources of this environment (same name, same folder) made under an id its state no
 /// longer records, e.g. after `.envctl/` was deleted: they hold the environment's names
 /// and addresses but trust keys that are gone, so they can only be replaced.
-pub fn lost_by(env: &EnvironmentSpec, holdings: Vec<Holding>) -> Vec<Holding> {
+pub fn left_by_an_earlier_state(env: &EnvironmentSpec, holdings: Vec<Holding>) -> Vec<Holding> {
     holdings
         .into_iter()
         .filter(|holding| {
@@ -91,7 +91,7 @@ mod tests {
         };
         let mut other_name = owner("old", Some(project.clone()));
         other_name.env = "other".into();
-        let lost = lost_by(
+        let lost = left_by_an_earlier_state(
             &env,
             vec![
                 holding(owner("now", Some(project.clone()))),

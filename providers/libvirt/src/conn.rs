@@ -96,12 +96,16 @@ pub(crate) fn failure(err: VirtError) -> BoxError {
 }
 
 /// A backend error about `action`, from libvirt's error.
-pub(crate) fn backend(action: impl Into<String>, err: VirtError) -> ProviderError {
+pub(crate) fn backend_error(action: impl Into<String>, err: VirtError) -> ProviderError {
     ProviderError::backend(action, failure(err))
 }
 
 /// An error about one machine's `action`, from libvirt's error.
-pub(crate) fn machine(name: &str, action: impl Into<String>, err: VirtError) -> ProviderError {
+pub(crate) fn machine_error(
+    name: &str,
+    action: impl Into<String>,
+    err: VirtError,
+) -> ProviderError {
     ProviderError::machine(name, action, failure(err))
 }
 

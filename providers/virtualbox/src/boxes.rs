@@ -86,7 +86,7 @@ impl VirtualboxProvider {
                 continue;
             }
             let owner = self.owner(env, &name).await.map_err(|err| {
-                self.backend_err(format!("reading the extradata of VM `{name}`"), err)
+                self.backend_error(format!("reading the extradata of VM `{name}`"), err)
             })?;
             if let Owner::Other(extra) = owner {
                 return Err(ProviderError::backend(
@@ -135,7 +135,7 @@ impl VirtualboxProvider {
         match self
             .owner(env, base)
             .await
-            .map_err(|err| self.backend_err(&action, err))?
+            .map_err(|err| self.backend_error(&action, err))?
         {
             Owner::Missing => Ok(false),
             Owner::Other(extra) => Err(ProviderError::backend(
@@ -149,14 +149,14 @@ impl VirtualboxProvider {
                 if !self
                     .vm_info(base)
                     .await
-                    .map_err(|err| self.backend_err(&action, err))?
+                    .map_err(|err| self.backend_error(&action, err))?
                     .has_snapshot(SNAPSHOT)
                 {
                     self.vbox
                         .run(["snapshot", base, "take", SNAPSHOT])
                         .await
                         .map_err(|err| {
-                            self.backend_err(format!("taking a snapshot of `{base}`"), err)
+                            self.backend_error(format!("taking a snapshot of `{base}`"), err)
                         })?;
                 }
                 Ok(true)
@@ -177,7 +177,7 @@ impl VirtualboxProvider {
             .run(["import", ovf.as_str(), "--vsys", "0", "--vmname", base])
             .await
             .map_err(|err| {
-                self.backend_err(
+                self.backend_error(
                     format!("importing box {} {} as `{base}`", image.name, image.version),
                     err,
                 )
@@ -194,8 +194,8 @@ impl VirtualboxProvider {
         };
         let action = format!("preparing base VM `{base}`");
         match self.vbox.run(["unregistervm", base, "--delete"]).await {
-            Ok(_) => Err(self.backend_err(action, err)),
-            Err(undo) => Err(self.backend_err(
+            Ok(_) => Err(self.backend_error(action, err)),
+            Err(undo) => Err(self.backend_error(
                 format!("{action} (deleting it again failed too, so it is left: {undo})"),
                 err,
             )),

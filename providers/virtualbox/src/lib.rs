@@ -230,7 +230,7 @@ impl VirtualboxProvider {
     }
 
     /// A failed call that is not about one machine, or `Unavailable` if VBoxManage is gone.
-    fn backend_err(&self, action: impl Into<String>, err: CallError) -> ProviderError {
+    fn backend_error(&self, action: impl Into<String>, err: CallError) -> ProviderError {
         match err {
             CallError::Spawn { .. } => unavailable(self.vbox.path(), err.to_string()),
             err => ProviderError::backend(action, err),
@@ -238,7 +238,7 @@ impl VirtualboxProvider {
     }
 
     /// A failed call about `machine`, or `Unavailable` if VBoxManage is gone.
-    fn machine_err(
+    fn machine_error(
         &self,
         machine: &str,
         action: impl Into<String>,

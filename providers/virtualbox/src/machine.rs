@@ -33,7 +33,7 @@ impl VirtualboxProvider {
         let vm = env.resource_name(machine);
         let err = |action: &str| {
             let action = format!("{action} VM `{vm}`");
-            move |e| self.machine_err(machine, action, e)
+            move |e| self.machine_error(machine, action, e)
         };
         let Owner::Ours(_) = self.owner(env, &vm).await.map_err(err("inspecting"))? else {
             return Ok(());
@@ -88,7 +88,7 @@ impl VirtualboxProvider {
         let vm = env.resource_name(machine);
         let err = |action: &str| {
             let action = format!("{action} VM `{vm}`");
-            move |e| self.machine_err(machine, action, e)
+            move |e| self.machine_error(machine, action, e)
         };
         let Owner::Ours(extra) = self.owner(env, &vm).await.map_err(err("inspecting"))? else {
             return Ok(());
@@ -132,7 +132,7 @@ impl VirtualboxProvider {
             let Owner::Ours(extra) = self
                 .owner(env, &name)
                 .await
-                .map_err(|e| self.backend_err(action(), e))?
+                .map_err(|e| self.backend_error(action(), e))?
             else {
                 continue;
             };
@@ -142,7 +142,7 @@ impl VirtualboxProvider {
             let info = self
                 .vm_info(&name)
                 .await
-                .map_err(|e| self.backend_err(action(), e))?;
+                .map_err(|e| self.backend_error(action(), e))?;
             statuses.push(MachineStatus {
                 name: machine.clone(),
                 id: uuid,
@@ -165,12 +165,12 @@ impl VirtualboxProvider {
             if let Owner::Ours(_) = self
                 .owner(env, &name)
                 .await
-                .map_err(|e| self.backend_err(&action, e))?
+                .map_err(|e| self.backend_error(&action, e))?
             {
                 self.vbox
                     .run(["unregistervm", name.as_str(), "--delete"])
                     .await
-                    .map_err(|e| self.backend_err(&action, e))?;
+                    .map_err(|e| self.backend_error(&action, e))?;
             }
         }
         Ok(())

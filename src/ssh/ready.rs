@@ -152,14 +152,18 @@ async fn check_boot(args: &[String], deadline: Deadline) -> Check {
 fn boot_script(wait: Duration) -> String {
     format!(
         r#"if [ -d /run/systemd/system ]; then
-  if command -v timeout >/dev/null; then
-    state=$(timeout {secs} systemctl is-system-running --wait 2>/dev/null)
-  else
-    state=$(systemctl is-system-running 2>/dev/null)
-  fi
+  # Without D-Bus (a lean image) systemctl answers only root, over systemd's own socket.
+  for as in "" "sudo -n"; do
+    if command -v timeout >/dev/null; then
+      state=$(timeout {secs} $as systemctl is-system-running --wait 2>/dev/null)
+    else
+      state=$($as systemctl is-system-running 2>/dev/null)
+    fi
+    [ -z "$state" ] || break
+  done
   echo "envctl-boot: ${{state:-starting}}"
   if [ "$state" = degraded ]; then
-    systemctl list-units --state=failed --plain --no-legend --no-pager 2>/dev/null | sed 's/^/envctl-failed: /'
+    $as systemctl list-units --state=failed --plain --no-legend --no-pager 2>/dev/null | sed 's/^/envctl-failed: /'
   fi
 else
   echo 'envctl-boot: no-systemd'

@@ -148,6 +148,36 @@ pub(crate) fn key_archive(machine: &MachineSpec) -> io::Result<Vec<u8>> {
     builder.into_inner()
 }
 
+/// A container keeps the PID 1 it was made with: one made for `sshd` cannot start
+/// systemd (no tmpfs, no cgroup). Rather than start it as it was and let the Machinefile
+/// seem to be obeyed, `up` says how to make it anew. (A container from before `init`
+/// existed has no label and ran sshd.)
+fn check_same_init(
+    existing: &ContainerInspectResponse,
+    machine: &MachineSpec,
+    name: &str,
+) -> Result<(), ProviderError> {
+    let made_with = existing
+        .config
+        .as_ref()
+        .and_then(|config| config.labels.as_ref())
+        .and_then(|labels| labels.get(labels::INIT))
+        .map_or(Init::Sshd.as_str(), String::as_str);
+    if made_with == machine.init.as_str() {
+        return Ok(());
+    }
+    Err(ProviderError::machine(
+        &machine.name,
+        format!("starting container `{name}`"),
+        format!(
+            "it was made to run {made_with} as PID 1 and the Machinefile now says `init: {}`; \
+             `envctl destroy {m}` then `envctl up {m}` makes it anew",
+            machine.init,
+            m = machine.name
+        ),
+    ))
+}
+
 /// What envctl calls a container's state.
 pub(crate) fn machine_state(state: Option<ContainerSummaryStateEnum>) -> MachineState {
     match state {
@@ -217,6 +247,7 @@ impl DockerProvider {
             self.start(&machine.name, &name).await?;
             return Ok(up(id, true));
         };
+        check_same_init(&existing, machine, &name)?;
         let id = existing.id.unwrap_or_else(|| name.clone());
         match existing.state.and_then(|state| state.status) {
             Some(ContainerStateStatusEnum::RUNNING) => {

@@ -128,6 +128,19 @@ async fn docker_systemd_machine_boots_halts_in_order_and_boots_again() {
         ssh(&env, &m1, "systemctl is-active ssh cron").await.trim(),
         "active\nactive"
     );
+
+    // A machine made for systemd is not started as something else: up says to remake it.
+    let mut as_sshd = m1.clone();
+    as_sshd.init = Init::Sshd;
+    let err = provider
+        .up(&env, &as_sshd, &Silent)
+        .await
+        .expect_err("another init needs a new container");
+    let why = source_text(&err);
+    assert!(
+        why.contains("run systemd as PID 1") && why.contains("`envctl destroy m1`"),
+        "{why}"
+    );
     provider.destroy(&env, "m1").await.expect("destroy");
     provider.teardown(&env).await.expect("teardown");
 }

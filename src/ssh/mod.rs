@@ -17,7 +17,7 @@ use anyhow::Result;
 pub use classify::{classify, HostKeyRule, Verdict};
 pub use config::{render_config, render_known_hosts, KnownHost, SshTarget};
 pub use host_keys::{fingerprint, known_fingerprints};
-pub use options::{args, Connection, HostKeys, Mode};
+pub use options::{args, config_path, Connection, HostKeys, Mode};
 pub use ready::{pace, wait_ready, Boot, Deadline, NotReady};
 pub use run::{run, Outcome};
 

@@ -44,11 +44,12 @@ async fn booted(
 
 #[tokio::test]
 async fn docker_systemd_machine_boots_halts_in_order_and_boots_again() {
-    let provider = provider().await;
-    let docker = raw(&provider);
     let name = "envctl-t-systemd";
-    let _cleanup = Cleanup::new(&docker, name, &[], &[]).await;
-    ensure_base_image(&docker).await;
+    let Rig {
+        provider,
+        docker,
+        cleanup: _cleanup,
+    } = rig(name).await;
 
     let env = env(name, "10.213.44.0/27");
     let mut m1 = machine(&env, "m1", 10, ImageSource::DockerBuild(systemd_recipe()));
@@ -147,11 +148,12 @@ async fn docker_systemd_machine_boots_halts_in_order_and_boots_again() {
 
 #[tokio::test]
 async fn docker_systemd_is_refused_for_an_image_without_it() {
-    let provider = provider().await;
-    let docker = raw(&provider);
     let name = "envctl-t-nosystemd";
-    let _cleanup = Cleanup::new(&docker, name, &[], &[]).await;
-    ensure_base_image(&docker).await;
+    let Rig {
+        provider,
+        docker,
+        cleanup: _cleanup,
+    } = rig(name).await;
 
     let env = env(name, "10.213.44.32/27");
     let mut m1 = machine(&env, "m1", 10, ImageSource::DockerBuild(test_recipe()));

@@ -64,6 +64,27 @@ pub async fn provider() -> DockerProvider {
     }
 }
 
+/// What most engine tests start with: the provider, a bare client beside it, whatever an
+/// earlier run of the test left removed (and removed again when the test ends), and the
+/// base image the test recipes build from.
+pub struct Rig {
+    pub provider: DockerProvider,
+    pub docker: Docker,
+    pub cleanup: Cleanup,
+}
+
+pub async fn rig(name: &str) -> Rig {
+    let provider = provider().await;
+    let docker = raw(&provider);
+    let cleanup = Cleanup::new(&docker, name, &[], &[]).await;
+    ensure_base_image(&docker).await;
+    Rig {
+        provider,
+        docker,
+        cleanup,
+    }
+}
+
 /// A bare bollard client at the version the provider settled on, to look behind its back.
 pub fn raw(provider: &DockerProvider) -> Docker {
     let (major, minor) = version_tuple(&provider.api_version());

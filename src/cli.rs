@@ -44,6 +44,8 @@ pub enum Command {
     SshConfig(SshConfigArgs),
     /// Print the Ansible inventory (INI, or dynamic-inventory JSON)
     Inventory(InventoryArgs),
+    /// Print each machine's forwarded ports, guest => host (Vagrant's `port`)
+    Port(PortArgs),
     /// Check the Machinefile and report every problem in it
     Validate,
     /// List (or with --remove, remove) what envctl made for environments that are gone
@@ -167,6 +169,12 @@ pub struct SshArgs {
 #[derive(Debug, Args)]
 pub struct SshConfigArgs {
     /// Only this machine
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// Only this machine (a name, or a /regex/ that matches only it)
     pub name: Option<String>,
 }
 

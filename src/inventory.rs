@@ -283,6 +283,7 @@ mod tests {
             vars: serde_json::from_value(vars).unwrap(),
             docker: DockerImage::DefaultRecipe,
             docker_init: envctl_provider::Init::Systemd,
+            forwarded_ports: Vec::new(),
             libvirt_box: None,
             virtualbox_box: None,
         }

@@ -221,6 +221,7 @@ mod tests {
                     hostname: String::new(),
                     id: None,
                     in_machinefile: true,
+                    forwarded_ports: Vec::new(),
                 })
                 .collect(),
         }

@@ -5,6 +5,7 @@ mod destroy;
 mod gc;
 mod global_status;
 mod inventory;
+mod port;
 mod reload;
 mod ssh_config;
 mod status;
@@ -36,6 +37,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Ssh(args) => ops::ssh(&ws, &args.name, &args.command),
         Command::SshConfig(args) => ssh_config::run(&ws, args),
         Command::Inventory(args) => inventory::run(&ws, args),
+        Command::Port(args) => port::run(&ws, args),
         Command::Validate => validate::run(&ws),
         Command::Box(_) | Command::Gc(_) | Command::GlobalStatus(_) => {
             unreachable!("handled above")

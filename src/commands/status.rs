@@ -26,6 +26,16 @@ struct MachineJson<'a> {
     hostname: &'a str,
     id: Option<&'a str>,
     in_machinefile: bool,
+    /// Added with forwarded ports: `[]` for a machine that has none.
+    forwarded_ports: Vec<PortJson>,
+}
+
+#[derive(Serialize)]
+struct PortJson {
+    guest: u16,
+    host: u16,
+    host_ip: String,
+    protocol: &'static str,
 }
 
 impl<'a> From<&'a StatusReport> for StatusJson<'a> {
@@ -43,6 +53,16 @@ impl<'a> From<&'a StatusReport> for StatusJson<'a> {
                     hostname: &machine.hostname,
                     id: machine.id.as_deref(),
                     in_machinefile: machine.in_machinefile,
+                    forwarded_ports: machine
+                        .forwarded_ports
+                        .iter()
+                        .map(|forward| PortJson {
+                            guest: forward.guest,
+                            host: forward.host,
+                            host_ip: forward.host_ip.to_string(),
+                            protocol: forward.protocol.as_str(),
+                        })
+                        .collect(),
                 })
                 .collect(),
         }

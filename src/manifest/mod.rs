@@ -7,6 +7,7 @@
 mod ansible_vars;
 mod libvirt_uri;
 mod lines;
+mod ports;
 mod raw;
 mod reserved;
 #[cfg(test)]
@@ -18,7 +19,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use envctl_provider::{Init, NetworkSpec, ProviderKind};
+use envctl_provider::{Init, NetworkSpec, PortForward, ProviderKind};
 
 pub use libvirt_uri::check_libvirt_uri;
 pub use validate::parse;
@@ -58,6 +59,8 @@ pub struct Machine {
     pub docker: DockerImage,
     /// What a container runs as PID 1 (`docker.init`); VMs ignore it.
     pub docker_init: Init,
+    /// Guest ports published on the host; no host port claimed twice in the Machinefile.
+    pub forwarded_ports: Vec<PortForward>,
     pub libvirt_box: Option<String>,
     pub virtualbox_box: Option<String>,
 }
@@ -104,6 +107,36 @@ pub struct Provision {
 impl Manifest {
     pub fn machine(&self, name: &str) -> Option<&Machine> {
         self.machines.iter().find(|machine| machine.name == name)
+    }
+
+    /// Problems with a machine's field found after validation, against the host or the
+    /// chosen provider (a host port in use, an ability the provider lacks), reported as
+    /// validation reports its own: each with its line, read again from the file.
+    pub fn machine_problems(&self, found: Vec<(&str, String, String)>) -> ManifestError {
+        let lines = std::fs::read_to_string(&self.path)
+            .map(|text| lines::LineIndex::new(&text))
+            .ok();
+        let problems = found
+            .into_iter()
+            .map(|(machine, field, message)| {
+                let index = self.machines.iter().position(|m| m.name == machine);
+                let line = lines.as_ref().and_then(|lines| {
+                    index
+                        .and_then(|index| lines.line_of(&format!("machines.{index}.{field}")))
+                        .or_else(|| lines.line_of(&format!("defaults.{field}")))
+                });
+                Problem {
+                    line,
+                    machine: Some(machine.to_string()),
+                    field,
+                    message,
+                }
+            })
+            .collect();
+        ManifestError {
+            path: self.path.clone(),
+            problems,
+        }
     }
 }
 

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_yaml::Value;
 
+pub use super::ports::RawForward;
+
 #[derive(Debug, Default, Deserialize)]
 pub struct RawManifest {
     pub name: Option<String>,
@@ -34,6 +36,7 @@ pub struct RawDefaults {
     pub docker: Option<RawDocker>,
     pub libvirt: Option<RawLibvirtDefaults>,
     pub virtualbox: Option<RawBoxChoice>,
+    pub forwarded_ports: Option<Vec<RawForward>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +53,7 @@ pub struct RawMachine {
     pub docker: Option<RawDocker>,
     pub libvirt: Option<RawBoxChoice>,
     pub virtualbox: Option<RawBoxChoice>,
+    pub forwarded_ports: Option<Vec<RawForward>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -103,8 +107,17 @@ pub const KNOWN_FIELDS: &[(&str, &[&str])] = &[
     ("network", &["subnet", "gateway"]),
     (
         "defaults",
-        &["cpus", "memory", "user", "docker", "libvirt", "virtualbox"],
+        &[
+            "cpus",
+            "memory",
+            "user",
+            "docker",
+            "libvirt",
+            "virtualbox",
+            "forwarded_ports",
+        ],
     ),
+    ("defaults.forwarded_ports.*", super::ports::FIELDS),
     ("defaults.docker", &["image", "build", "init"]),
     ("defaults.libvirt", &["box", "uri", "accel"]),
     ("defaults.virtualbox", &["box"]),
@@ -121,8 +134,10 @@ pub const KNOWN_FIELDS: &[(&str, &[&str])] = &[
             "docker",
             "libvirt",
             "virtualbox",
+            "forwarded_ports",
         ],
     ),
+    ("machines.*.forwarded_ports.*", super::ports::FIELDS),
     ("machines.*.docker", &["image", "build", "init"]),
     ("machines.*.libvirt", &["box"]),
     ("machines.*.virtualbox", &["box"]),

@@ -4,12 +4,13 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use envctl_provider::{Init, NetworkSpec, ProviderKind};
+use envctl_provider::{Init, NetworkSpec, PortForward, ProviderKind};
 use ipnetwork::Ipv4Network;
 
 use super::ansible_vars::{reserved_var, template_in, unusable_project_dir};
 use super::libvirt_uri::check_libvirt_uri;
 use super::lines::{LineIndex, MAX_DEPTH};
+use super::ports;
 use super::raw::{RawDefaults, RawDocker, RawMachine, RawManifest, RawProvision, KNOWN_FIELDS};
 use super::reserved::{
     hostname_clash, reserved_group, reserved_machine_name, unusable_subnet, Known,
@@ -446,6 +447,7 @@ fn machines(
             machines.push(machine);
         }
     }
+    port_claims(&machines, list, problems);
     let names: HashSet<&str> = machines.iter().map(|m| m.name.as_str()).collect();
     for (index, machine) in machines.iter().enumerate() {
         for group in &machine.groups {
@@ -469,6 +471,35 @@ fn machines(
         }
     }
     machines
+}
+
+/// A host port can be published once: the second claim is the problem.
+fn port_claims(machines: &[Machine], raw: &[RawMachine], problems: &mut Problems) {
+    let claims: Vec<(String, Vec<PortForward>)> = machines
+        .iter()
+        .map(|m| (m.name.clone(), m.forwarded_ports.clone()))
+        .collect();
+    for (name, index, other, forward) in ports::claimed_twice(&claims) {
+        // Where the machine stands in the file, invalid machines counted.
+        let position = raw
+            .iter()
+            .position(|m| m.name.as_deref() == Some(name))
+            .unwrap_or(0);
+        let whose = if other == name {
+            "earlier in this list".to_string()
+        } else {
+            format!("by machine `{other}`")
+        };
+        problems.machine(
+            position,
+            name,
+            &format!("forwarded_ports.{index}.host"),
+            format!(
+                "host port {}:{}/{} is already claimed {whose}",
+                forward.host_ip, forward.host, forward.protocol
+            ),
+        );
+    }
 }
 
 struct MachineCheck<'a, 'b> {
@@ -580,6 +611,7 @@ fn machine(
             check,
         )
     });
+    let forwarded_ports = forwarded_ports(raw, manifest, check);
     let libvirt_box = raw
         .libvirt
         .as_ref()
@@ -613,9 +645,33 @@ fn machine(
         vars: vars?,
         docker: docker?,
         docker_init: docker_init?,
+        forwarded_ports: forwarded_ports?,
         libvirt_box,
         virtualbox_box,
     })
+}
+
+/// The machine's `forwarded_ports`, else the default list: a machine's list replaces
+/// the default one, as `synced_folders` and Vagrant's own lists do.
+fn forwarded_ports(
+    raw: &RawMachine,
+    manifest: &RawManifest,
+    check: &mut MachineCheck,
+) -> Option<Vec<PortForward>> {
+    let (list, field) = match (&raw.forwarded_ports, &manifest.defaults.forwarded_ports) {
+        (Some(list), _) => (list, "forwarded_ports"),
+        (None, Some(list)) => (list, "defaults.forwarded_ports"),
+        (None, None) => return Some(Vec::new()),
+    };
+    match ports::check(list) {
+        Ok(forwards) => Some(forwards),
+        Err(problems) => {
+            for (index, name, why) in problems {
+                check.fail(&format!("{field}.{index}.{name}"), why);
+            }
+            None
+        }
+    }
 }
 
 fn machine_ip(

@@ -8,6 +8,7 @@ mod failures;
 mod gc;
 mod global_status;
 mod halt;
+mod host_ports;
 mod ownership;
 #[cfg(test)]
 mod privacy_tests;
@@ -136,6 +137,16 @@ impl Workspace {
     }
 }
 
+/// What `up` would refuse before making anything, for `validate`: the machines' asks that
+/// the provider they would run under cannot meet, or that this host cannot (a host port
+/// in use).
+pub fn check_against_provider(ws: &Workspace) -> Result<()> {
+    let state = ws.state_dir.load()?;
+    let kind = choose_provider(None, &ws.manifest, &state);
+    let machines: Vec<&Machine> = ws.manifest.machines.iter().collect();
+    host_ports::check(ws, kind, &machines, &state)
+}
+
 /// The provider a command uses: the one asked for (flag or ENVCTL_PROVIDER), else the
 /// Machinefile's, else the one the environment already runs under, else docker.
 pub fn choose_provider(
@@ -174,6 +185,7 @@ fn machine_spec(
         authorized_key: keypair.public_openssh.clone(),
         host_key,
         init: machine.docker_init,
+        forwarded_ports: machine.forwarded_ports.clone(),
     })
 }
 

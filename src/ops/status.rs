@@ -2,7 +2,7 @@
 
 use super::{choose_provider, global_status, Workspace};
 use anyhow::Result;
-use envctl_provider::{MachineState, Provider, ProviderKind};
+use envctl_provider::{MachineState, PortForward, Provider, ProviderKind};
 
 /// What `status` found: the provider's view of each machine, in envctl's own types. The
 /// stable `--json` shape is made from it at the edge (`commands/status.rs`).
@@ -27,6 +27,7 @@ pub struct MachineLine {
     pub id: Option<String>,
     /// False for a machine the provider has but the Machinefile no longer lists.
     pub in_machinefile: bool,
+    pub forwarded_ports: Vec<PortForward>,
 }
 
 pub async fn status(ws: &Workspace) -> Result<StatusReport> {
@@ -49,6 +50,7 @@ pub async fn status(ws: &Workspace) -> Result<StatusReport> {
                 hostname: machine.hostname.clone(),
                 id: seen.map(|status| status.id.clone()),
                 in_machinefile: true,
+                forwarded_ports: machine.forwarded_ports.clone(),
             }
         })
         .collect();
@@ -63,6 +65,7 @@ pub async fn status(ws: &Workspace) -> Result<StatusReport> {
             hostname: String::new(),
             id: Some(extra.id.clone()),
             in_machinefile: false,
+            forwarded_ports: Vec::new(),
         });
     }
     // What was just seen is what `global-status` shows until something sees more.

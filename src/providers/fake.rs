@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use envctl_provider::{
-    Access, Capabilities, EnvironmentId, EnvironmentSpec, Holding, ImageKind, MachineSpec,
-    MachineState, MachineStatus, MachineUp, Owner, Provider, ProviderError, ProviderKind, Report,
-    SshEndpoint,
+    Access, Capabilities, EnvironmentId, EnvironmentSpec, Holding, MachineSpec, MachineState,
+    MachineStatus, MachineUp, Owner, Provider, ProviderError, ProviderKind, Report, SshEndpoint,
 };
 
 /// One call the verbs made, with the machine it was about.
@@ -152,9 +151,7 @@ impl Provider for FakeProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            image_kind: ImageKind::Docker,
-        }
+        self.kind().capabilities()
     }
 
     async fn preflight(

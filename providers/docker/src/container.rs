@@ -8,6 +8,7 @@ use bollard::body_full;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum,
     ContainerSummaryStateEnum, EndpointIpamConfig, EndpointSettings, HostConfig, NetworkingConfig,
+    PortBinding, PortMap,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
@@ -15,7 +16,7 @@ use bollard::query_parameters::{
 };
 use envctl_provider::{
     Access, EnvironmentId, Init, MachineSpec, MachineState, MachineStatus, MachineUp, Phase,
-    ProviderError, Report, SshEndpoint,
+    PortForward, ProviderError, Report, SshEndpoint,
 };
 use futures_util::StreamExt;
 
@@ -62,6 +63,10 @@ pub(crate) fn create_body(
     };
     let mut labels = labels::machine_labels(env, &machine.name);
     labels.insert(labels::INIT.to_string(), machine.init.to_string());
+    labels.insert(
+        labels::PORTS.to_string(),
+        ports_label(&machine.forwarded_ports),
+    );
     let mut body = ContainerCreateBody {
         image: Some(image.to_string()),
         hostname: Some(hostname.to_string()),
@@ -84,7 +89,42 @@ pub(crate) fn create_body(
     if machine.init == Init::Systemd {
         systemd::apply(&mut body, &CgroupPlan::new(cgroups, env, &machine.name));
     }
+    publish(&mut body, &machine.forwarded_ports);
     body
+}
+
+/// The forwarded ports as a label, to tell when the Machinefile asks for others.
+fn ports_label(forwards: &[PortForward]) -> String {
+    let mut each: Vec<String> = forwards
+        .iter()
+        .map(|f| format!("{}/{}={}:{}", f.guest, f.protocol, f.host_ip, f.host))
+        .collect();
+    each.sort();
+    each.join(",")
+}
+
+/// Publishes each forwarded port at its host address and port: the engine's own proxy
+/// then carries it, for as long as the container runs, and the ports go with it.
+fn publish(body: &mut ContainerCreateBody, forwards: &[PortForward]) {
+    if forwards.is_empty() {
+        return;
+    }
+    let mut bindings: PortMap = HashMap::new();
+    for forward in forwards {
+        let binding = PortBinding {
+            host_ip: Some(forward.host_ip.to_string()),
+            host_port: Some(forward.host.to_string()),
+        };
+        bindings
+            .entry(format!("{}/{}", forward.guest, forward.protocol))
+            .or_insert_with(|| Some(Vec::new()))
+            .get_or_insert_with(Vec::new)
+            .push(binding);
+    }
+    body.exposed_ports = Some(bindings.keys().cloned().collect());
+    if let Some(host) = body.host_config.as_mut() {
+        host.port_bindings = Some(bindings);
+    }
 }
 
 /// For a systemd machine: whatever the image's own sshd configuration says, its ssh unit
@@ -148,31 +188,41 @@ pub(crate) fn key_archive(machine: &MachineSpec) -> io::Result<Vec<u8>> {
     builder.into_inner()
 }
 
-/// A container keeps the PID 1 it was made with: one made for `sshd` cannot start
-/// systemd (no tmpfs, no cgroup). Rather than start it as it was and let the Machinefile
-/// seem to be obeyed, `up` says how to make it anew. (A container from before `init`
-/// existed has no label and ran sshd.)
-fn check_same_init(
+/// A container keeps the PID 1 and the published ports it was made with: one made for
+/// `sshd` cannot start systemd (no tmpfs, no cgroup), and the engine publishes ports only
+/// at creation. Rather than start it as it was and let the Machinefile seem obeyed, `up`
+/// says how to make it anew. (A container from before these labels ran sshd and
+/// published nothing.)
+fn check_made_as_asked(
     existing: &ContainerInspectResponse,
     machine: &MachineSpec,
     name: &str,
 ) -> Result<(), ProviderError> {
-    let made_with = existing
+    let labels = existing
         .config
         .as_ref()
-        .and_then(|config| config.labels.as_ref())
-        .and_then(|labels| labels.get(labels::INIT))
-        .map_or(Init::Sshd.as_str(), String::as_str);
-    if made_with == machine.init.as_str() {
+        .and_then(|config| config.labels.as_ref());
+    let label = |key: &str| {
+        labels
+            .and_then(|labels| labels.get(key))
+            .map(String::as_str)
+    };
+    let made_with = label(labels::INIT).unwrap_or(Init::Sshd.as_str());
+    let difference = if made_with != machine.init.as_str() {
+        format!(
+            "it was made to run {made_with} as PID 1 and the Machinefile now says `init: {}`",
+            machine.init
+        )
+    } else if label(labels::PORTS).unwrap_or("") != ports_label(&machine.forwarded_ports) {
+        "it was made with other forwarded ports than the Machinefile now lists".to_string()
+    } else {
         return Ok(());
-    }
+    };
     Err(ProviderError::machine(
         &machine.name,
         format!("starting container `{name}`"),
         format!(
-            "it was made to run {made_with} as PID 1 and the Machinefile now says `init: {}`; \
-             `envctl destroy {m}` then `envctl up {m}` makes it anew",
-            machine.init,
+            "{difference}; `envctl destroy {m}` then `envctl up {m}` makes it anew",
             m = machine.name
         ),
     ))
@@ -247,7 +297,7 @@ impl DockerProvider {
             self.start(&machine.name, &name).await?;
             return Ok(up(id, true));
         };
-        check_same_init(&existing, machine, &name)?;
+        check_made_as_asked(&existing, machine, &name)?;
         let id = existing.id.unwrap_or_else(|| name.clone());
         match existing.state.and_then(|state| state.status) {
             Some(ContainerStateStatusEnum::RUNNING) => {
@@ -526,6 +576,7 @@ mod tests {
                 public_openssh: "ssh-ed25519 AAAAhost".to_string(),
             },
             init: envctl_provider::Init::Sshd,
+            forwarded_ports: Vec::new(),
         }
     }
 
@@ -681,6 +732,37 @@ mod tests {
         assert!(paths.contains(&"etc/systemd/system/sshd.service.d/envctl.conf".to_string()));
         let dropin = ssh_unit_dropin();
         assert!(dropin.contains("ExecStart=\nExecStart=/usr/sbin/sshd -D $SSHD_OPTS \"-oHostKey=/etc/ssh/ssh_host_ed25519_key\" \"-oAuthorizedKeysFile=.ssh/authorized_keys /etc/ssh/authorized_keys/%%u\""), "{dropin}");
+    }
+
+    #[test]
+    fn forwarded_ports_are_published_at_their_host_address() {
+        let mut machine = machine();
+        machine.forwarded_ports = vec![
+            PortForward {
+                guest: 80,
+                host: 8080,
+                host_ip: "127.0.0.1".parse().unwrap(),
+                protocol: envctl_provider::Protocol::Tcp,
+            },
+            PortForward {
+                guest: 53,
+                host: 5353,
+                host_ip: "0.0.0.0".parse().unwrap(),
+                protocol: envctl_provider::Protocol::Udp,
+            },
+        ];
+        let body = create_body(&env(), &machine, "debian:bookworm", V1_CGROUPFS);
+        let mut exposed = body.exposed_ports.clone().unwrap();
+        exposed.sort();
+        assert_eq!(exposed, ["53/udp", "80/tcp"]);
+        let bindings = body.host_config.unwrap().port_bindings.unwrap();
+        let web = bindings["80/tcp"].as_ref().unwrap();
+        assert_eq!(web[0].host_ip.as_deref(), Some("127.0.0.1"));
+        assert_eq!(web[0].host_port.as_deref(), Some("8080"));
+        assert_eq!(
+            body.labels.unwrap()[labels::PORTS],
+            "53/udp=0.0.0.0:5353,80/tcp=127.0.0.1:8080"
+        );
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub const PROJECT: &str = "envctl.project";
 pub const MACHINE: &str = "envctl.machine";
 /// What the container runs as PID 1 (`systemd` or `sshd`), for its log and its halt.
 pub const INIT: &str = "envctl.init";
+/// The forwarded ports a container publishes (`guest/proto=ip:host,…`).
+pub const PORTS: &str = "envctl.ports";
 /// The recipe an image was built from.
 pub const RECIPE: &str = "envctl.recipe";
 

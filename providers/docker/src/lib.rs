@@ -15,8 +15,8 @@ mod systemd;
 
 use bollard::Docker;
 use envctl_provider::{
-    Capabilities, EnvironmentId, EnvironmentSpec, Holding, ImageKind, MachineSpec, MachineStatus,
-    MachineUp, Provider, ProviderError, ProviderKind, Report,
+    Capabilities, EnvironmentId, EnvironmentSpec, Holding, MachineSpec, MachineStatus, MachineUp,
+    Provider, ProviderError, ProviderKind, Report,
 };
 
 pub use image::image_tag;
@@ -69,9 +69,7 @@ impl Provider for DockerProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            image_kind: ImageKind::Docker,
-        }
+        self.kind().capabilities()
     }
 
     async fn preflight(

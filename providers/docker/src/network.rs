@@ -534,6 +534,7 @@ mod tests {
                 public_openssh: String::new(),
             },
             init: envctl_provider::Init::Sshd,
+            forwarded_ports: Vec::new(),
         };
         let machines = [machine("web", "10.1.0.10"), machine("db", "10.1.0.11")];
         let attached = |list: &[(&str, &str)]| -> Vec<(String, Ipv4Addr)> {

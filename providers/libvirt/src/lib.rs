@@ -20,8 +20,8 @@ mod xml;
 use std::time::Duration;
 
 use envctl_provider::{
-    Capabilities, EnvironmentId, EnvironmentSpec, Holding, ImageKind, ImageSource, MachineSpec,
-    MachineStatus, MachineUp, Phase, Provider, ProviderError, ProviderKind, Report,
+    Capabilities, EnvironmentId, EnvironmentSpec, Holding, ImageSource, MachineSpec, MachineStatus,
+    MachineUp, Phase, Provider, ProviderError, ProviderKind, Report,
 };
 
 pub use accel::Accel;
@@ -93,9 +93,7 @@ impl Provider for LibvirtProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            image_kind: ImageKind::Box,
-        }
+        self.kind().capabilities()
     }
 
     async fn preflight(

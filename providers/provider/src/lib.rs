@@ -16,7 +16,7 @@ pub use owner::{group_holdings, Holding, Owner};
 pub use spec::{
     Access, BoxImage, BuildRecipe, Capabilities, EnvironmentId, EnvironmentSpec, GuestAddress,
     HostKey, ImageKind, ImageSource, Init, MachineSpec, MachineState, MachineStatus, MachineUp,
-    NetworkSpec, Phase, ProviderKind, SshEndpoint,
+    NetworkSpec, Phase, PortForward, Protocol, ProviderKind, SshEndpoint,
 };
 
 /// Where a backend says what it is doing, machine by machine.

@@ -55,6 +55,25 @@ impl FromStr for ProviderKind {
 pub struct Capabilities {
     /// Which kind of [`ImageSource`] the backend boots machines from.
     pub image_kind: ImageKind,
+    /// Whether it publishes a guest's port on the host ([`PortForward`]).
+    pub forwarded_ports: bool,
+}
+
+impl ProviderKind {
+    /// What the backend `kind` can do, known without connecting to it, so `validate` can
+    /// refuse what it cannot do before anything is made.
+    pub fn capabilities(self) -> Capabilities {
+        match self {
+            ProviderKind::Docker => Capabilities {
+                image_kind: ImageKind::Docker,
+                forwarded_ports: true,
+            },
+            ProviderKind::Libvirt | ProviderKind::Virtualbox => Capabilities {
+                image_kind: ImageKind::Box,
+                forwarded_ports: false,
+            },
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,9 +159,42 @@ pub struct MachineSpec {
     /// The environment's provisioning public key, one OpenSSH line.
     pub authorized_key: String,
     pub host_key: HostKey,
+    /// Guest ports published on the host, each host port already free or this machine's.
+    pub forwarded_ports: Vec<PortForward>,
     /// What runs as the machine's first process. Only containers have a choice: a VM
     /// always boots its box's own init.
     pub init: Init,
+}
+
+/// A guest's port reached at a port of the host (Vagrant's `forwarded_port`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PortForward {
+    pub guest: u16,
+    pub host: u16,
+    /// The host address it listens on: 127.0.0.1 unless the Machinefile says otherwise.
+    pub host_ip: Ipv4Addr,
+    pub protocol: Protocol,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A container's first process.

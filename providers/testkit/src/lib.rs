@@ -70,6 +70,7 @@ pub fn machine(env: &EnvironmentSpec, name: &str, host: u32, image: ImageSource)
             public_openssh: String::new(),
         },
         init: Init::default(),
+        forwarded_ports: Vec::new(),
     }
 }
 

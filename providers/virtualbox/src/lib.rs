@@ -24,8 +24,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use envctl_provider::{
-    Capabilities, EnvironmentId, EnvironmentSpec, Holding, ImageKind, MachineSpec, MachineStatus,
-    MachineUp, Provider, ProviderError, ProviderKind, Report,
+    Capabilities, EnvironmentId, EnvironmentSpec, Holding, MachineSpec, MachineStatus, MachineUp,
+    Provider, ProviderError, ProviderKind, Report,
 };
 
 use crate::network::HostOnly;
@@ -279,9 +279,7 @@ impl Provider for VirtualboxProvider {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            image_kind: ImageKind::Box,
-        }
+        self.kind().capabilities()
     }
 
     async fn preflight(

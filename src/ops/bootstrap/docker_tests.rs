@@ -188,6 +188,7 @@ impl Lab {
                 authorized_key: keypair.public_openssh.clone(),
                 host_key: keys::ensure_host_key(&self.state_dir, ENV, name).unwrap(),
                 init: envctl_provider::Init::default(),
+                forwarded_ports: Vec::new(),
             })
             .collect();
         let hosts: Vec<KnownHost> = specs
@@ -391,6 +392,7 @@ fn any_spec() -> MachineSpec {
             public_openssh: String::new(),
         },
         init: envctl_provider::Init::default(),
+        forwarded_ports: Vec::new(),
     }
 }
 

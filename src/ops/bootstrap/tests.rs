@@ -25,6 +25,7 @@ fn spec() -> MachineSpec {
             public_openssh: HOST_PUBLIC.into(),
         },
         init: envctl_provider::Init::default(),
+        forwarded_ports: Vec::new(),
     }
 }
 

@@ -12,8 +12,8 @@ use envctl_provider::{ImageSource, MachineSpec, MachineState, MachineUp, Provide
 use futures_util::future::join_all;
 
 use super::{
-    access, choose_provider, image_source, machine_spec, ownership, provision, MachineFailures,
-    Session, Workspace,
+    access, choose_provider, host_ports, image_source, machine_spec, ownership, provision,
+    MachineFailures, Session, Workspace,
 };
 use crate::interrupt;
 use crate::keys;
@@ -53,7 +53,9 @@ struct Converged {
 /// `envctl up`.
 pub async fn up(ws: &Workspace, opts: UpOptions) -> Result<()> {
     let selected = ws.select(&opts.names)?;
-    let kind = choose_provider(opts.provider, &ws.manifest, &ws.state_dir.load()?);
+    let state = ws.state_dir.load()?;
+    let kind = choose_provider(opts.provider, &ws.manifest, &state);
+    host_ports::check(ws, kind, &selected, &state)?;
     let images = selected
         .iter()
         .map(|machine| image_source(ws, machine, kind))

@@ -191,6 +191,7 @@ pub fn machine(env: &EnvironmentSpec, name: &str, host: u32, image: ImageSource)
             public_openssh: HOST_KEY_PUB.to_string(),
         },
         init: envctl_provider::Init::Sshd,
+        forwarded_ports: Vec::new(),
         ..envctl_testkit::machine(env, name, host, image)
     }
 }

@@ -49,6 +49,7 @@ fn machine(name: &str, hostname: &str, ip: &str) -> MachineSpec {
             public_openssh: String::new(),
         },
         init: envctl_provider::Init::default(),
+        forwarded_ports: Vec::new(),
     }
 }
 

@@ -27,6 +27,7 @@ fn machine() -> MachineSpec {
             public_openssh: "ssh-ed25519 AAAAhost".into(),
         },
         init: envctl_provider::Init::default(),
+        forwarded_ports: Vec::new(),
     }
 }
 

@@ -83,11 +83,13 @@ pub fn overlap(a: &PortForward, b: &PortForward) -> bool {
         && (a.host_ip == b.host_ip || a.host_ip.is_unspecified() || b.host_ip.is_unspecified())
 }
 
-/// The first host port two machines claim: (machine, its entry's index, the other
-/// machine). A machine's own list is checked the same way, against itself.
-pub fn claimed_twice<'a>(
-    machines: &'a [(String, Vec<PortForward>)],
-) -> Vec<(&'a str, usize, &'a str, PortForward)> {
+/// A host port claimed again: the machine, its entry's index, the machine that claimed
+/// it first (maybe itself), and the entry.
+pub type SecondClaim<'a> = (&'a str, usize, &'a str, PortForward);
+
+/// Every host port claimed a second time. A machine's own list is checked the same way,
+/// against itself.
+pub fn claimed_twice(machines: &[(String, Vec<PortForward>)]) -> Vec<SecondClaim<'_>> {
     let mut clashes = Vec::new();
     for (i, (name, forwards)) in machines.iter().enumerate() {
         for (index, forward) in forwards.iter().enumerate() {
@@ -121,7 +123,8 @@ mod tests {
 
     #[test]
     fn entries_are_checked_one_by_one() {
-        let cases: [(RawForward, Result<(u16, u16, &str, Protocol), (&str, &str)>); 6] = [
+        type Want = Result<(u16, u16, &'static str, Protocol), (&'static str, &'static str)>;
+        let cases: [(RawForward, Want); 6] = [
             (
                 raw(80, 8080, None, None),
                 Ok((80, 8080, "127.0.0.1", Protocol::Tcp)),

@@ -17,7 +17,9 @@ pub struct RawManifest {
     #[serde(default)]
     pub defaults: RawDefaults,
     pub machines: Option<Vec<RawMachine>>,
-    pub provision: Option<RawProvision>,
+    /// A mapping (one Ansible run, the first form) or a list of named provisioners:
+    /// which one is known only from the YAML, so it is read in `provisioners.rs`.
+    pub provision: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,6 +88,34 @@ pub struct RawProvision {
     pub inventory_path: Option<String>,
 }
 
+/// One entry of the list form of `provision`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawProvisioner {
+    pub name: Option<String>,
+    pub shell: Option<RawShell>,
+    pub file: Option<RawFile>,
+    pub ansible: Option<RawProvision>,
+    pub run: Option<String>,
+    pub machines: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawShell {
+    pub inline: Option<String>,
+    pub path: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, Value>,
+    pub privileged: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawFile {
+    pub source: Option<String>,
+    pub destination: Option<String>,
+}
+
 /// The fields each mapping accepts, by path pattern (`*` stands for a list index), for
 /// "did you mean" on unknown fields. Kept beside the types it describes.
 pub const KNOWN_FIELDS: &[(&str, &[&str])] = &[
@@ -128,6 +158,26 @@ pub const KNOWN_FIELDS: &[(&str, &[&str])] = &[
     ("machines.*.virtualbox", &["box"]),
     (
         "provision",
+        &[
+            "playbook",
+            "extra_vars",
+            "limit",
+            "tags",
+            "ansible_args",
+            "inventory_path",
+        ],
+    ),
+    (
+        "provision.*",
+        &["name", "shell", "file", "ansible", "run", "machines"],
+    ),
+    (
+        "provision.*.shell",
+        &["inline", "path", "args", "env", "privileged"],
+    ),
+    ("provision.*.file", &["source", "destination"]),
+    (
+        "provision.*.ansible",
         &[
             "playbook",
             "extra_vars",

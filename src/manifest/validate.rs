@@ -10,6 +10,7 @@ use ipnetwork::Ipv4Network;
 use super::ansible_vars::{reserved_var, template_in, unusable_project_dir};
 use super::libvirt_uri::check_libvirt_uri;
 use super::lines::{LineIndex, MAX_DEPTH};
+use super::provisioners::provisioners;
 use super::raw::{RawDefaults, RawDocker, RawMachine, RawManifest, RawProvision, KNOWN_FIELDS};
 use super::reserved::{
     hostname_clash, reserved_group, reserved_machine_name, unusable_subnet, Known,
@@ -128,13 +129,13 @@ pub fn is_resource_name(name: &str) -> bool {
 const RESOURCE_NAME_RULE: &str = "use lowercase letters, digits and dashes, starting and ending \
                                   with a letter or digit, 32 characters at most";
 
-struct Problems<'a> {
+pub(super) struct Problems<'a> {
     lines: &'a LineIndex,
-    list: Vec<Problem>,
+    pub(super) list: Vec<Problem>,
 }
 
 impl Problems<'_> {
-    fn top(&mut self, field: &str, message: impl Into<String>) {
+    pub(super) fn top(&mut self, field: &str, message: impl Into<String>) {
         self.list.push(Problem {
             line: self.lines.line_of(field),
             machine: None,
@@ -158,7 +159,7 @@ impl Problems<'_> {
         });
     }
 
-    fn unknown_field(&mut self, path: &str, raw: &RawManifest) {
+    pub(super) fn unknown_field(&mut self, path: &str, raw: &RawManifest) {
         // serde_ignored writes `?` for each Option it went through.
         let segments: Vec<&str> = path.split('.').filter(|s| *s != "?").collect();
         let Some((name, parents)) = segments.split_last() else {
@@ -242,10 +243,7 @@ fn build(raw: &RawManifest, path: &Path, dir: &Path, problems: &mut Problems) ->
     let defaults = defaults(&raw.defaults, problems);
     let libvirt = libvirt_options(&raw.defaults, problems);
     let machines = machines(raw, network.as_ref(), &defaults, dir, problems);
-    let provision = raw
-        .provision
-        .as_ref()
-        .and_then(|provision| self::provision(provision, dir, problems));
+    let provisioners = provisioners(raw, dir, &machines, problems);
     Some(Manifest {
         path: path.to_path_buf(),
         dir: dir.to_path_buf(),
@@ -253,7 +251,7 @@ fn build(raw: &RawManifest, path: &Path, dir: &Path, problems: &mut Problems) ->
         provider,
         network: network?,
         machines,
-        provision,
+        provisioners,
         libvirt,
     })
 }
@@ -683,7 +681,7 @@ fn vars(
 }
 
 /// Ansible variables as JSON values, which both inventory formats can carry.
-fn to_json_vars(
+pub(super) fn to_json_vars(
     raw: &BTreeMap<String, serde_yaml::Value>,
 ) -> Result<BTreeMap<String, serde_json::Value>, (String, String)> {
     let mut vars = BTreeMap::new();
@@ -773,10 +771,20 @@ fn docker_init(
     }
 }
 
-fn provision(raw: &RawProvision, dir: &Path, problems: &mut Problems) -> Option<Provision> {
+/// Ansible's options, from the mapping form of `provision` or an `ansible` entry; `at` is
+/// where they stand (`provision`, `provision.2.ansible`).
+pub(super) fn provision(
+    raw: &RawProvision,
+    dir: &Path,
+    at: &str,
+    problems: &mut Problems,
+) -> Option<Provision> {
     let playbook = match &raw.playbook {
         None => {
-            problems.top("provision.playbook", "missing: name the playbook to run");
+            problems.top(
+                &format!("{at}.playbook"),
+                "missing: name the playbook to run",
+            );
             None
         }
         Some(playbook) => {
@@ -785,7 +793,7 @@ fn provision(raw: &RawProvision, dir: &Path, problems: &mut Problems) -> Option<
                 Some(path)
             } else if path.is_dir() {
                 problems.top(
-                    "provision.playbook",
+                    &format!("{at}.playbook"),
                     format!(
                         "{} is a folder: name the playbook file in it",
                         path.display()
@@ -794,7 +802,7 @@ fn provision(raw: &RawProvision, dir: &Path, problems: &mut Problems) -> Option<
                 None
             } else {
                 problems.top(
-                    "provision.playbook",
+                    &format!("{at}.playbook"),
                     format!("{} does not exist", path.display()),
                 );
                 None
@@ -802,12 +810,12 @@ fn provision(raw: &RawProvision, dir: &Path, problems: &mut Problems) -> Option<
         }
     };
     let extra_vars = to_json_vars(&raw.extra_vars)
-        .map_err(|(field, why)| problems.top(&format!("provision.extra_vars.{field}"), why))
+        .map_err(|(field, why)| problems.top(&format!("{at}.extra_vars.{field}"), why))
         .ok();
     for (index, tag) in raw.tags.iter().enumerate() {
         if tag.trim().is_empty() || tag.contains(',') {
             problems.top(
-                &format!("provision.tags.{index}"),
+                &format!("{at}.tags.{index}"),
                 format!("`{tag}` is not a tag: give one tag per list item"),
             );
         }
@@ -818,7 +826,7 @@ fn provision(raw: &RawProvision, dir: &Path, problems: &mut Problems) -> Option<
             Some(parent) if parent.is_dir() => Some(path),
             _ => {
                 problems.top(
-                    "provision.inventory_path",
+                    &format!("{at}.inventory_path"),
                     format!("the folder of {} does not exist", path.display()),
                 );
                 None
@@ -839,7 +847,7 @@ fn provision(raw: &RawProvision, dir: &Path, problems: &mut Problems) -> Option<
     })
 }
 
-fn is_identifier(name: &str) -> bool {
+pub(super) fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')

@@ -2,6 +2,7 @@
 //! plans, talks to the provider through [`AnyProvider`], and keeps `.envctl/` true.
 
 mod access;
+mod ansible;
 mod bootstrap;
 mod destroy;
 mod failures;
@@ -14,6 +15,7 @@ mod privacy_tests;
 mod provision;
 mod recipes;
 mod reload;
+mod remote;
 mod select;
 mod session;
 mod status;
@@ -213,5 +215,5 @@ fn image_source(ws: &Workspace, machine: &Machine, kind: ProviderKind) -> Result
 
 /// Where the generated inventory is also written, if the Machinefile asks.
 fn extra_inventory_path(ws: &Workspace) -> Option<PathBuf> {
-    ws.manifest.provision.as_ref()?.inventory_path.clone()
+    ws.manifest.first_ansible()?.inventory_path.clone()
 }

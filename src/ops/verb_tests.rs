@@ -53,6 +53,7 @@ impl Rig {
             names: Vec::new(),
             provider,
             provision: None,
+            provision_with: Vec::new(),
             switch,
         };
         up(&self.ws, opts).await

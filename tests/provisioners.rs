@@ -1,0 +1,177 @@
+//! Docker and Ansible end to end: the list form of `provision` (shell, file and ansible
+//! steps, `run`, `machines`, `--provision-with`, a failing step) and the mapping form.
+//! Each test has its own environment name and subnet (10.231.35.0/24, 10.231.36.0/24).
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+
+use common::{require_ansible, require_docker, show, TestEnv};
+
+/// A fresh environment folder holding `files`, with its own envctl data folder.
+fn env_with(name: &str, files: &[(&str, &str)]) -> TestEnv {
+    let dir = std::env::temp_dir().join(format!("envctl-test-{name}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    for (file, text) in files {
+        fs::write(dir.join(file), text).unwrap();
+    }
+    let data_dir = PathBuf::from(format!("{}-data", dir.display()));
+    let _ = fs::remove_dir_all(&data_dir);
+    TestEnv {
+        dir,
+        vars: vec![("ENVCTL_DATA_DIR".into(), data_dir.clone())],
+        data_dir,
+    }
+}
+
+const MACHINEFILE: &str = r#"name: provlist
+network: {subnet: 10.231.35.0/24}
+machines:
+  - {name: p1, ip: 10.231.35.11}
+  - {name: p2, ip: 10.231.35.12}
+provision:
+  - name: base
+    shell:
+      inline: "echo base >> /var/tmp/order; echo $GREETING > /var/tmp/greeting"
+      env: {GREETING: hello there}
+  - name: cert
+    file: {source: cert.pem, destination: /tmp/certs/cert.pem}
+  - name: site
+    ansible: {playbook: site.yml}
+  - name: smoke
+    shell: {path: smoke.sh, args: [--quick], privileged: false}
+    run: always
+    machines: ["/p2/"]
+  - name: rare
+    shell: {inline: "touch /var/tmp/rare"}
+    run: never
+"#;
+
+const FAILING: &str = r#"  - name: broken
+    shell: {inline: "echo about to fail; exit 3"}
+    machines: [p1]
+    run: never
+  - name: after
+    shell: {inline: "touch /var/tmp/after"}
+    run: never
+"#;
+
+#[test]
+fn docker_provisioners_run_in_order_by_their_run_and_stop_at_a_failure() {
+    require_docker();
+    require_ansible();
+    let env = env_with(
+        "provlist",
+        &[
+            ("Machinefile", MACHINEFILE),
+            ("cert.pem", "not really a certificate\n"),
+            (
+                "site.yml",
+                "- hosts: all\n  become: true\n  tasks:\n    - ansible.builtin.shell: echo ansible >> /var/tmp/order\n",
+            ),
+            ("smoke.sh", "#!/bin/sh\necho \"$(id -un) $1\" >> /tmp/smoke\n"),
+        ],
+    );
+    fs::set_permissions(env.dir.join("cert.pem"), fs::Permissions::from_mode(0o640)).unwrap();
+
+    let up = env.envctl(&["up"]);
+    assert!(up.status.success(), "{}", show(&up));
+    let stderr = String::from_utf8_lossy(&up.stderr);
+    assert!(
+        stderr.contains("Provisioning base on p1, p2"),
+        "{}",
+        show(&up)
+    );
+    for machine in ["p1", "p2"] {
+        // The shell step ran before the playbook, on every machine.
+        assert_eq!(env.ssh(machine, "cat /var/tmp/order"), "base\nansible");
+        assert_eq!(env.ssh(machine, "cat /var/tmp/greeting"), "hello there");
+        assert_eq!(
+            env.ssh(
+                machine,
+                "stat -c '%a %U' /tmp/certs/cert.pem; cat /tmp/certs/cert.pem"
+            ),
+            "640 vagrant\nnot really a certificate"
+        );
+        assert_eq!(env.ssh(machine, "test -e /var/tmp/rare; echo $?"), "1");
+    }
+    assert_eq!(env.ssh("p2", "cat /tmp/smoke"), "vagrant --quick");
+    assert_eq!(env.ssh("p1", "test -e /tmp/smoke; echo $?"), "1");
+
+    // A second `up`: `always` runs again, `once` does not.
+    env.ok(&["up"]);
+    assert_eq!(
+        env.ssh("p2", "cat /tmp/smoke"),
+        "vagrant --quick\nvagrant --quick"
+    );
+    assert_eq!(env.ssh("p1", "cat /var/tmp/order"), "base\nansible");
+
+    // `never` runs only when named, and then alone.
+    env.ok(&["provision", "--provision-with", "rare"]);
+    assert_eq!(env.ssh("p1", "test -e /var/tmp/rare; echo $?"), "0");
+    assert_eq!(env.ssh("p2", "wc -l < /tmp/smoke"), "2");
+    let state: serde_json::Value =
+        serde_json::from_slice(&fs::read(env.state_dir().join("state.json")).unwrap()).unwrap();
+    assert_eq!(
+        state["machines"]["p1"]["provisioners"],
+        serde_json::json!(["base", "cert", "rare", "site"])
+    );
+
+    // A failing step names the machine and its exit status, and stops what follows.
+    fs::write(
+        env.dir.join("Machinefile"),
+        format!("{MACHINEFILE}{FAILING}"),
+    )
+    .unwrap();
+    let failed = env.envctl(&["provision", "--provision-with", "broken,after"]);
+    assert!(!failed.status.success(), "{}", show(&failed));
+    let stderr = String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        stderr.contains("p1") && stderr.contains("exit status 3"),
+        "{}",
+        show(&failed)
+    );
+    assert!(stderr.contains("about to fail"), "{}", show(&failed));
+    for machine in ["p1", "p2"] {
+        assert_eq!(env.ssh(machine, "test -e /var/tmp/after; echo $?"), "1");
+    }
+    assert_eq!(
+        env.states(),
+        [
+            ("p1".to_string(), "running".to_string()),
+            ("p2".to_string(), "running".to_string())
+        ]
+    );
+    env.ok(&["destroy", "--force"]);
+}
+
+#[test]
+fn docker_the_mapping_form_of_provision_still_runs_one_playbook() {
+    require_docker();
+    require_ansible();
+    let env = env_with(
+        "provmap",
+        &[
+            (
+                "Machinefile",
+                "name: provmap\nnetwork: {subnet: 10.231.36.0/24}\nmachines:\n  - {name: m1, ip: 10.231.36.11}\nprovision:\n  playbook: site.yml\n  extra_vars: {word: mapped}\n",
+            ),
+            (
+                "site.yml",
+                "- hosts: all\n  tasks:\n    - ansible.builtin.copy: {content: \"{{ word }}\", dest: /tmp/word}\n",
+            ),
+        ],
+    );
+    env.ok(&["up"]);
+    assert_eq!(env.ssh("m1", "cat /tmp/word"), "mapped");
+    let again = env.envctl(&["up"]);
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("nothing to do"),
+        "{}",
+        show(&again)
+    );
+    env.ok(&["destroy", "--force"]);
+}

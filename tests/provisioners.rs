@@ -149,7 +149,7 @@ fn docker_provisioners_run_in_order_by_their_run_and_stop_at_a_failure() {
 }
 
 #[test]
-fn docker_the_mapping_form_of_provision_still_runs_one_playbook() {
+fn docker_the_mapping_form_still_runs_one_playbook_with_group_vars_and_children() {
     require_docker();
     require_ansible();
     let env = env_with(
@@ -157,16 +157,26 @@ fn docker_the_mapping_form_of_provision_still_runs_one_playbook() {
         &[
             (
                 "Machinefile",
-                "name: provmap\nnetwork: {subnet: 10.231.36.0/24}\nmachines:\n  - {name: m1, ip: 10.231.36.11}\nprovision:\n  playbook: site.yml\n  extra_vars: {word: mapped}\n",
+                "name: provmap\nnetwork: {subnet: 10.231.36.0/24}\nmachines:\n  - {name: m1, ip: 10.231.36.11, groups: [app]}\nprovision:\n  playbook: site.yml\n  extra_vars: {word: mapped}\ngroups:\n  site: {vars: {region: eu west}, children: [app]}\n  app: {vars: {tier: front}}\n",
             ),
             (
                 "site.yml",
-                "- hosts: all\n  tasks:\n    - ansible.builtin.copy: {content: \"{{ word }}\", dest: /tmp/word}\n",
+                "- hosts: site\n  tasks:\n    - ansible.builtin.copy: {content: \"{{ word }} {{ region }} {{ tier }}\", dest: /tmp/word}\n",
             ),
         ],
     );
     env.ok(&["up"]);
-    assert_eq!(env.ssh("m1", "cat /tmp/word"), "mapped");
+    // The play targets the parent group: `m1` is in it through `app`, with both groups' vars.
+    assert_eq!(env.ssh("m1", "cat /tmp/word"), "mapped eu west front");
+    let list: serde_json::Value = serde_json::from_str(&env.ok(&["inventory", "--list"])).unwrap();
+    assert_eq!(list["site"]["children"], serde_json::json!(["app"]));
+    assert_eq!(list["app"]["hosts"], serde_json::json!(["m1"]));
+    assert_eq!(
+        list["site"]["vars"]["region"]["__ansible_unsafe"],
+        "eu west"
+    );
+    let ini = fs::read_to_string(env.state_dir().join("inventory")).unwrap();
+    assert!(ini.contains("[site:children]\napp\n"), "{ini}");
     let again = env.envctl(&["up"]);
     assert!(
         String::from_utf8_lossy(&again.stderr).contains("nothing to do"),

@@ -5,6 +5,7 @@
 //! trusts a `Manifest` and never checks it again.
 
 mod ansible_vars;
+mod groups;
 mod libvirt_uri;
 mod lines;
 mod provisioners;
@@ -43,6 +44,9 @@ pub struct Manifest {
     /// In the order they run; names unique. The mapping form of `provision` is one
     /// Ansible entry named [`DEFAULT_PROVISIONER`].
     pub provisioners: Vec<Provisioner>,
+    /// `groups`: variables and children of Ansible groups, by name. Names are valid,
+    /// not reserved, not machines' names; children are known groups, with no cycle.
+    pub groups: BTreeMap<String, Group>,
     #[cfg_attr(not(feature = "libvirt"), allow(dead_code))]
     pub libvirt: LibvirtOptions,
 }
@@ -90,6 +94,13 @@ pub enum Accel {
     Auto,
     Kvm,
     Tcg,
+}
+
+/// An Ansible group's own variables (no connection variable, no template) and children.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Group {
+    pub vars: BTreeMap<String, serde_json::Value>,
+    pub children: Vec<String>,
 }
 
 /// The name of the one provisioner that the mapping form of `provision` makes.

@@ -20,6 +20,17 @@ pub struct RawManifest {
     /// A mapping (one Ansible run, the first form) or a list of named provisioners:
     /// which one is known only from the YAML, so it is read in `provisioners.rs`.
     pub provision: Option<Value>,
+    #[serde(default)]
+    pub groups: BTreeMap<String, RawGroup>,
+}
+
+/// An Ansible group's own variables and child groups.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawGroup {
+    #[serde(default)]
+    pub vars: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub children: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -128,8 +139,10 @@ pub const KNOWN_FIELDS: &[(&str, &[&str])] = &[
             "defaults",
             "machines",
             "provision",
+            "groups",
         ],
     ),
+    ("groups.*", &["vars", "children"]),
     ("network", &["subnet", "gateway"]),
     (
         "defaults",

@@ -8,6 +8,7 @@ use envctl_provider::{Init, NetworkSpec, ProviderKind};
 use ipnetwork::Ipv4Network;
 
 use super::ansible_vars::{reserved_var, template_in, unusable_project_dir};
+use super::groups::groups as group_section;
 use super::libvirt_uri::check_libvirt_uri;
 use super::lines::{LineIndex, MAX_DEPTH};
 use super::provisioners::provisioners;
@@ -165,9 +166,17 @@ impl Problems<'_> {
         let Some((name, parents)) = segments.split_last() else {
             return;
         };
+        // List indices, and the names under `groups`, stand for any.
         let pattern = parents
             .iter()
-            .map(|s| if s.parse::<usize>().is_ok() { "*" } else { s })
+            .enumerate()
+            .map(|(at, s)| {
+                if s.parse::<usize>().is_ok() || (at == 1 && parents[0] == "groups") {
+                    "*"
+                } else {
+                    s
+                }
+            })
             .collect::<Vec<_>>()
             .join(".");
         let known = KNOWN_FIELDS
@@ -244,6 +253,7 @@ fn build(raw: &RawManifest, path: &Path, dir: &Path, problems: &mut Problems) ->
     let libvirt = libvirt_options(&raw.defaults, problems);
     let machines = machines(raw, network.as_ref(), &defaults, dir, problems);
     let provisioners = provisioners(raw, dir, &machines, problems);
+    let groups = group_section(raw, &machines, problems);
     Some(Manifest {
         path: path.to_path_buf(),
         dir: dir.to_path_buf(),
@@ -252,6 +262,7 @@ fn build(raw: &RawManifest, path: &Path, dir: &Path, problems: &mut Problems) ->
         network: network?,
         machines,
         provisioners,
+        groups,
         libvirt,
     })
 }

@@ -16,7 +16,9 @@ fn env_with(name: &str, files: &[(&str, &str)]) -> TestEnv {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     for (file, text) in files {
-        fs::write(dir.join(file), text).unwrap();
+        let path = dir.join(file);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, text).unwrap();
     }
     let data_dir = PathBuf::from(format!("{}-data", dir.display()));
     let _ = fs::remove_dir_all(&data_dir);
@@ -182,6 +184,108 @@ fn docker_the_mapping_form_still_runs_one_playbook_with_group_vars_and_children(
         String::from_utf8_lossy(&again.stderr).contains("nothing to do"),
         "{}",
         show(&again)
+    );
+    env.ok(&["destroy", "--force"]);
+}
+
+#[test]
+fn docker_galaxy_requirements_install_once_and_ansible_options_apply() {
+    require_docker();
+    require_ansible();
+    let env = env_with(
+        "provgalaxy",
+        &[
+            (
+                "site.yml",
+                "- hosts: all\n  tasks:\n    - ansible.builtin.import_role: {name: myrole}\n    - ansible.builtin.import_role: {name: envctltest.tools.greet}\n    - ansible.builtin.command: touch /tmp/skipped\n      tags: [skipme]\n",
+            ),
+            ("coll/galaxy.yml", ""),
+        ],
+    );
+    let dir = env.dir.clone();
+    // A collection built from local source, and a role as a local tarball: no Galaxy server.
+    fs::write(
+        dir.join("coll/galaxy.yml"),
+        "namespace: envctltest\nname: tools\nversion: 1.0.0\nreadme: README.md\nauthors: [envctl]\n",
+    )
+    .unwrap();
+    fs::write(dir.join("coll/README.md"), "test\n").unwrap();
+    fs::create_dir_all(dir.join("coll/roles/greet/tasks")).unwrap();
+    fs::write(
+        dir.join("coll/roles/greet/tasks/main.yml"),
+        "- ansible.builtin.command: touch /tmp/greet\n",
+    )
+    .unwrap();
+    let build = std::process::Command::new("ansible-galaxy")
+        .args(["collection", "build", "coll", "--output-path", "."])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "{}", show(&build));
+    fs::create_dir_all(dir.join("myrole/tasks")).unwrap();
+    fs::create_dir_all(dir.join("myrole/meta")).unwrap();
+    fs::write(
+        dir.join("myrole/tasks/main.yml"),
+        "- ansible.builtin.command: touch /tmp/myrole\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.join("myrole/meta/main.yml"),
+        "galaxy_info: {author: envctl, description: test, license: MIT, min_ansible_version: '2.9'}\ndependencies: []\n",
+    )
+    .unwrap();
+    let tar = std::process::Command::new("tar")
+        .args(["czf", "myrole.tar.gz", "myrole"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(tar.status.success(), "{}", show(&tar));
+    fs::write(
+        dir.join("requirements.yml"),
+        format!(
+            "roles:\n  - {{name: myrole, src: 'file://{0}/myrole.tar.gz'}}\ncollections:\n  - {{name: '{0}/envctltest-tools-1.0.0.tar.gz', type: file}}\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let machinefile = "name: provgalaxy\nnetwork: {subnet: 10.231.37.0/24}\nmachines:\n  - {name: g1, ip: 10.231.37.11}\nprovision:\n  - name: site\n    ansible:\n      playbook: site.yml\n      galaxy_role_file: requirements.yml\n      skip_tags: [skipme]\n      verbose: v\n";
+    fs::write(dir.join("Machinefile"), machinefile).unwrap();
+
+    let up = env.envctl(&["up"]);
+    assert!(up.status.success(), "{}", show(&up));
+    assert!(
+        String::from_utf8_lossy(&up.stderr).contains("Installing"),
+        "{}",
+        show(&up)
+    );
+    assert_eq!(
+        env.ssh("g1", "ls /tmp/myrole /tmp/greet"),
+        "/tmp/greet\n/tmp/myrole"
+    );
+    assert_eq!(env.ssh("g1", "test -e /tmp/skipped; echo $?"), "1");
+    assert!(env.state_dir().join("galaxy/roles/myrole").is_dir());
+
+    // Unchanged requirements are not installed again.
+    let again = env.envctl(&["provision"]);
+    assert!(again.status.success(), "{}", show(&again));
+    assert!(
+        !String::from_utf8_lossy(&again.stderr).contains("Installing"),
+        "{}",
+        show(&again)
+    );
+
+    // Without a terminal, an argument that would prompt fails at once instead of hanging.
+    fs::write(
+        dir.join("Machinefile"),
+        format!("{machinefile}      ansible_args: [--ask-become-pass]\n"),
+    )
+    .unwrap();
+    let prompt = env.envctl(&["provision"]);
+    assert!(!prompt.status.success(), "{}", show(&prompt));
+    assert!(
+        String::from_utf8_lossy(&prompt.stderr).contains("asks a question on a terminal"),
+        "{}",
+        show(&prompt)
     );
     env.ok(&["destroy", "--force"]);
 }

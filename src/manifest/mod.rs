@@ -175,6 +175,15 @@ pub struct Provision {
     pub ansible_args: Vec<String>,
     /// An extra place to write the inventory, absolute.
     pub inventory_path: Option<PathBuf>,
+    pub skip_tags: Vec<String>,
+    /// Absolute; the file exists.
+    pub vault_password_file: Option<PathBuf>,
+    /// Absolute; the file exists. Given to Ansible as `ANSIBLE_CONFIG`.
+    pub config_file: Option<PathBuf>,
+    /// `-v` to `-vvvv`, when asked for.
+    pub verbose: Option<String>,
+    /// Absolute; the file exists. Installed with `ansible-galaxy` before the playbook.
+    pub galaxy_role_file: Option<PathBuf>,
 }
 
 impl Manifest {

@@ -97,6 +97,13 @@ pub struct RawProvision {
     #[serde(default)]
     pub ansible_args: Vec<String>,
     pub inventory_path: Option<String>,
+    #[serde(default)]
+    pub skip_tags: Vec<String>,
+    pub vault_password_file: Option<String>,
+    pub config_file: Option<String>,
+    /// `true`, or `v` to `vvvv`.
+    pub verbose: Option<Value>,
+    pub galaxy_role_file: Option<String>,
 }
 
 /// One entry of the list form of `provision`.
@@ -178,6 +185,11 @@ pub const KNOWN_FIELDS: &[(&str, &[&str])] = &[
             "tags",
             "ansible_args",
             "inventory_path",
+            "skip_tags",
+            "vault_password_file",
+            "config_file",
+            "verbose",
+            "galaxy_role_file",
         ],
     ),
     (
@@ -198,6 +210,11 @@ pub const KNOWN_FIELDS: &[(&str, &[&str])] = &[
             "tags",
             "ansible_args",
             "inventory_path",
+            "skip_tags",
+            "vault_password_file",
+            "config_file",
+            "verbose",
+            "galaxy_role_file",
         ],
     ),
 ];

@@ -823,14 +823,52 @@ pub(super) fn provision(
     let extra_vars = to_json_vars(&raw.extra_vars)
         .map_err(|(field, why)| problems.top(&format!("{at}.extra_vars.{field}"), why))
         .ok();
-    for (index, tag) in raw.tags.iter().enumerate() {
-        if tag.trim().is_empty() || tag.contains(',') {
-            problems.top(
-                &format!("{at}.tags.{index}"),
-                format!("`{tag}` is not a tag: give one tag per list item"),
-            );
+    for (field, tags) in [("tags", &raw.tags), ("skip_tags", &raw.skip_tags)] {
+        for (index, tag) in tags.iter().enumerate() {
+            if tag.trim().is_empty() || tag.contains(',') {
+                problems.top(
+                    &format!("{at}.{field}.{index}"),
+                    format!("`{tag}` is not a tag: give one tag per list item"),
+                );
+            }
         }
     }
+    let mut file_field = |field: &str, value: &Option<String>| -> Option<Option<PathBuf>> {
+        let Some(relative) = value else {
+            return Some(None);
+        };
+        let path = dir.join(relative);
+        if path.is_file() {
+            return Some(Some(path));
+        }
+        let why = if path.is_dir() {
+            "is a folder: name a file"
+        } else {
+            "does not exist"
+        };
+        problems.top(
+            &format!("{at}.{field}"),
+            format!("{} {why}", path.display()),
+        );
+        None
+    };
+    let vault_password_file = file_field("vault_password_file", &raw.vault_password_file);
+    let config_file = file_field("config_file", &raw.config_file);
+    let galaxy_role_file = file_field("galaxy_role_file", &raw.galaxy_role_file);
+    let verbose = match &raw.verbose {
+        None | Some(serde_yaml::Value::Bool(false)) => Some(None),
+        Some(serde_yaml::Value::Bool(true)) => Some(Some("-v".to_string())),
+        Some(serde_yaml::Value::String(text))
+            if (1..=4).contains(&text.trim_start_matches('-').len())
+                && text.trim_start_matches('-').chars().all(|c| c == 'v') =>
+        {
+            Some(Some(format!("-{}", text.trim_start_matches('-'))))
+        }
+        Some(_) => {
+            problems.top(&format!("{at}.verbose"), "give true, or v, vv, vvv or vvvv");
+            None
+        }
+    };
     let inventory_path = raw.inventory_path.as_ref().and_then(|relative| {
         let path: PathBuf = dir.join(relative);
         match path.parent() {
@@ -855,6 +893,11 @@ pub(super) fn provision(
         } else {
             None
         },
+        skip_tags: raw.skip_tags.clone(),
+        vault_password_file: vault_password_file?,
+        config_file: config_file?,
+        verbose: verbose?,
+        galaxy_role_file: galaxy_role_file?,
     })
 }
 

@@ -9,6 +9,7 @@ use std::process::Stdio;
 use anyhow::{bail, Context, Result};
 use tokio::process::Command;
 
+use super::galaxy::{self, GalaxyDirs};
 use super::Session;
 use crate::interrupt;
 use crate::manifest::Provision;
@@ -77,6 +78,25 @@ pub(super) async fn run(
         if std::env::var_os(name).is_none() {
             command.env(name, value);
         }
+    }
+    if let Some(requirements) = &options.galaxy_role_file {
+        let dirs = GalaxyDirs::new(&ws.state_dir.root);
+        galaxy::install(requirements, &dirs, &ws.manifest.dir).await?;
+        command
+            .env("ANSIBLE_ROLES_PATH", dirs.roles_path())
+            .env("ANSIBLE_COLLECTIONS_PATH", dirs.collections_path());
+    }
+    if let Some(config) = &options.config_file {
+        command.env("ANSIBLE_CONFIG", config);
+    }
+    if let Some(verbose) = &options.verbose {
+        command.arg(verbose);
+    }
+    if let Some(file) = &options.vault_password_file {
+        command.arg("--vault-password-file").arg(file);
+    }
+    if !options.skip_tags.is_empty() {
+        command.arg("--skip-tags").arg(options.skip_tags.join(","));
     }
     if let Some(limit) = limit(names, options.limit.as_deref()) {
         command.arg("--limit").arg(limit);

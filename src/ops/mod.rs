@@ -6,6 +6,7 @@ mod ansible;
 mod bootstrap;
 mod destroy;
 mod failures;
+mod galaxy;
 mod gc;
 mod global_status;
 mod halt;

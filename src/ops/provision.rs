@@ -279,4 +279,16 @@ mod tests {
         assert!(check_names(&manifest, &with).is_ok());
         assert!(check_names(&manifest, &["nope".to_string()]).is_err());
     }
+
+    #[test]
+    fn states_from_before_provisioners_were_recorded_still_load() {
+        let old = r#"{"env_id":"x","provider":"docker","machines":{"a":{"id":"i","ssh_host":"h","ssh_port":22,"provisioned":true}}}"#;
+        let state: State = serde_json::from_str(old).unwrap();
+        assert!(state.machines["a"].provisioned);
+        assert!(state.machines["a"].provisioners.is_empty());
+        // Nothing recorded, nothing written: the file keeps its old shape.
+        assert!(!serde_json::to_string(&state)
+            .unwrap()
+            .contains("provisioners"));
+    }
 }

@@ -99,7 +99,8 @@ pub fn check_names(manifest: &Manifest, with: &[String]) -> Result<()> {
 }
 
 /// The steps `mode` runs on `selected`, in the Machinefile's order; provisioners with no
-/// machine to run on are left out.
+/// machine to run on are left out. An `ansible` step due on any machine runs over all its
+/// selected machines, as the one playbook always has: plays may need every host's facts.
 pub fn plan<'m>(
     manifest: &'m Manifest,
     selected: &[&Machine],
@@ -116,7 +117,7 @@ pub fn plan<'m>(
         .provisioners
         .iter()
         .filter_map(|provisioner| {
-            let machines: Vec<String> = selected
+            let targets: Vec<&&Machine> = selected
                 .iter()
                 .filter(|machine| {
                     provisioner
@@ -124,6 +125,9 @@ pub fn plan<'m>(
                         .as_ref()
                         .is_none_or(|names| names.contains(&machine.name))
                 })
+                .collect();
+            let due: Vec<String> = targets
+                .iter()
                 .filter(|machine| match (mode, provisioner.run) {
                     (Mode::Named(names), _) => names.contains(&provisioner.name),
                     (Mode::All, run) => run != Run::Never,
@@ -133,7 +137,14 @@ pub fn plan<'m>(
                 })
                 .map(|machine| machine.name.clone())
                 .collect();
-            (!machines.is_empty()).then_some(Step {
+            if due.is_empty() {
+                return None;
+            }
+            let machines = match provisioner.action {
+                Action::Ansible(_) => targets.iter().map(|m| m.name.clone()).collect(),
+                _ => due,
+            };
+            Some(Step {
                 provisioner,
                 machines,
             })
@@ -247,7 +258,22 @@ mod tests {
             provisioner("base", Run::Once, None),
             provisioner("smoke", Run::Always, Some(&["web2"])),
             provisioner("rare", Run::Never, None),
+            provisioner("site", Run::Once, None),
         ];
+        let playbook = manifest.path.clone();
+        manifest.provisioners[3].action = Action::Ansible(crate::manifest::Provision {
+            playbook,
+            extra_vars: Default::default(),
+            limit: None,
+            tags: vec![],
+            ansible_args: vec![],
+            inventory_path: None,
+            skip_tags: vec![],
+            vault_password_file: None,
+            config_file: None,
+            verbose: None,
+            galaxy_role_file: None,
+        });
         let mut state = State::default();
         state.machines.insert(
             "web1".into(),
@@ -265,11 +291,12 @@ mod tests {
         };
         assert_eq!(
             show(plan(&manifest, &selected, &state, Mode::Due)),
-            ["base:web2", "smoke:web2"]
+            ["base:web2", "smoke:web2", "site:web1+web2"],
+            "a due playbook runs over every selected machine"
         );
         assert_eq!(
             show(plan(&manifest, &selected, &state, Mode::All)),
-            ["base:web1+web2", "smoke:web2"]
+            ["base:web1+web2", "smoke:web2", "site:web1+web2"]
         );
         let with = ["rare".to_string()];
         assert_eq!(

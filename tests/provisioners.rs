@@ -167,6 +167,18 @@ fn docker_the_mapping_form_still_runs_one_playbook_with_group_vars_and_children(
             ),
         ],
     );
+    // A provisioner name the Machinefile does not have is bad input, refused at once.
+    for verb in ["up", "reload", "provision"] {
+        let bad = env.envctl(&[verb, "--provision-with", "nope"]);
+        assert_eq!(bad.status.code(), Some(2), "{}", show(&bad));
+        assert!(
+            String::from_utf8_lossy(&bad.stderr)
+                .contains("no provisioner named nope; it has: ansible"),
+            "{}",
+            show(&bad)
+        );
+    }
+    assert!(!env.state_dir().exists(), "a bad name created state");
     env.ok(&["up"]);
     // The play targets the parent group: `m1` is in it through `app`, with both groups' vars.
     assert_eq!(env.ssh("m1", "cat /tmp/word"), "mapped eu west front");

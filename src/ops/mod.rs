@@ -43,7 +43,7 @@ pub use failures::MachineFailures;
 pub use gc::{gc, GcOptions};
 pub use global_status::global_status;
 pub use halt::halt;
-pub use provision::provision;
+pub use provision::{provision, UnknownProvisioners};
 pub use reload::{reload, ReloadOptions};
 pub use select::SelectError;
 pub use session::Session;

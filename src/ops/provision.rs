@@ -2,6 +2,9 @@
 //! on. `shell` and `file` run on each machine over SSH, machines in parallel; `ansible`
 //! runs `ansible-playbook` once over its machines (`ansible.rs`).
 
+use std::fmt;
+use std::path::PathBuf;
+
 use anyhow::{bail, Result};
 use envctl_provider::{MachineState, Provider};
 use futures_util::future::join_all;
@@ -71,31 +74,51 @@ pub async fn provision(ws: &Workspace, names: &[String], with: &[String]) -> Res
     run(&mut session, &steps).await
 }
 
+/// `--provision-with` names that the Machinefile gives no provisioner: bad input, exit 2.
+#[derive(Debug)]
+pub struct UnknownProvisioners {
+    machinefile: PathBuf,
+    unknown: Vec<String>,
+    known: Vec<String>,
+}
+
+impl fmt::Display for UnknownProvisioners {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let known = if self.known.is_empty() {
+            "none".to_string()
+        } else {
+            self.known.join(", ")
+        };
+        write!(
+            f,
+            "{} has no provisioner named {}; it has: {known}",
+            self.machinefile.display(),
+            self.unknown.join(", ")
+        )
+    }
+}
+
+impl std::error::Error for UnknownProvisioners {}
+
 /// Refuses `--provision-with` names that the Machinefile does not give a provisioner.
-pub fn check_names(manifest: &Manifest, with: &[String]) -> Result<()> {
-    let unknown: Vec<&str> = with
+pub fn check_names(manifest: &Manifest, with: &[String]) -> Result<(), UnknownProvisioners> {
+    let unknown: Vec<String> = with
         .iter()
         .filter(|name| manifest.provisioner(name).is_none())
-        .map(String::as_str)
+        .cloned()
         .collect();
     if unknown.is_empty() {
         return Ok(());
     }
-    let known: Vec<&str> = manifest
-        .provisioners
-        .iter()
-        .map(|p| p.name.as_str())
-        .collect();
-    bail!(
-        "{} has no provisioner named {}; it has: {}",
-        manifest.path.display(),
-        unknown.join(", "),
-        if known.is_empty() {
-            "none".to_string()
-        } else {
-            known.join(", ")
-        }
-    )
+    Err(UnknownProvisioners {
+        machinefile: manifest.path.clone(),
+        unknown,
+        known: manifest
+            .provisioners
+            .iter()
+            .map(|p| p.name.clone())
+            .collect(),
+    })
 }
 
 /// The steps `mode` runs on `selected`, in the Machinefile's order; provisioners with no

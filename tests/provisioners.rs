@@ -8,7 +8,7 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use common::{require_ansible, require_docker, show, TestEnv};
+use common::{assert_private_tree, require_ansible, require_docker, show, TestEnv};
 
 /// A fresh environment folder holding `files`, with its own envctl data folder.
 fn env_with(name: &str, files: &[(&str, &str)]) -> TestEnv {
@@ -276,6 +276,8 @@ fn docker_galaxy_requirements_install_once_and_ansible_options_apply() {
     );
     assert_eq!(env.ssh("g1", "test -e /tmp/skipped; echo $?"), "1");
     assert!(env.state_dir().join("galaxy/roles/myrole").is_dir());
+    // What ansible-galaxy and ssh's control sockets left there is private too.
+    assert_private_tree(&env.state_dir());
 
     // Unchanged requirements are not installed again.
     let again = env.envctl(&["provision"]);

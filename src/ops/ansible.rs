@@ -81,7 +81,10 @@ pub(super) async fn run(
     }
     if let Some(requirements) = &options.galaxy_role_file {
         let dirs = GalaxyDirs::new(&ws.state_dir.root);
-        galaxy::install(requirements, &dirs, &ws.manifest.dir).await?;
+        if galaxy::install(requirements, &dirs, &ws.manifest.dir).await? {
+            // What ansible-galaxy wrote with its own umask loses its group and other bits.
+            ws.state_dir.restrict()?;
+        }
         command
             .env("ANSIBLE_ROLES_PATH", dirs.roles_path())
             .env("ANSIBLE_COLLECTIONS_PATH", dirs.collections_path());

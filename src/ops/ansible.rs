@@ -54,7 +54,7 @@ pub(super) async fn run(
         }
     }
     let program = which::which("ansible-playbook").context(
-        "ansible-playbook is not on PATH: install Ansible (scripts/ensure-ansible does it on Debian)",
+        "ansible-playbook is not on PATH: install Ansible (`apt-get install ansible`, or `pip install ansible-core`)",
     )?;
     let mut command = Command::new(program);
     command

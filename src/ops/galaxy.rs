@@ -73,7 +73,7 @@ pub async fn install(requirements: &Path, dirs: &GalaxyDirs, project: &Path) -> 
         ),
     };
     let program = which::which("ansible-galaxy").context(
-        "ansible-galaxy is not on PATH: install Ansible (scripts/ensure-ansible does it on Debian)",
+        "ansible-galaxy is not on PATH: install Ansible (`apt-get install ansible`, or `pip install ansible-core`)",
     )?;
     for dir in [&dirs.roles, &dirs.collections] {
         create_private_dir(dir.parent().unwrap_or(dir))?;

@@ -1,5 +1,5 @@
 //! `shell` and `file` provisioners on one machine: one `ssh` with the environment's pinned
-//! key, the script or file on its stdin, its output streamed line by line under the
+//! key (`ssh::args`), the script or file on its stdin, its output streamed line by line under the
 //! machine's name.
 
 use std::os::unix::fs::PermissionsExt;
@@ -11,7 +11,7 @@ use tokio::process::Command;
 
 use crate::manifest::{FileUpload, Script, Shell};
 use crate::output;
-use crate::ssh::{pinned_args, Credentials, SshTarget};
+use crate::ssh::{self, Connection, Credentials, Mode, SshTarget};
 
 /// Runs `shell` on the machine; fails with its exit status.
 pub async fn run_shell(
@@ -97,16 +97,11 @@ async fn run_remote(
     remote: &str,
     input: Vec<u8>,
 ) -> Result<()> {
+    // envctl's one option set for connections; `ssh::run` buffers what it reads, and a
+    // provisioner's output is streamed as it comes.
+    let args = ssh::args(&Connection::pinned(target, creds), Mode::Batch)?;
     let mut child = Command::new("ssh")
-        .args([
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .args(pinned_args(target, creds))
+        .args(args)
         .arg("--")
         .arg(remote)
         .stdin(Stdio::piped())

@@ -288,12 +288,40 @@ fn docker_galaxy_requirements_install_once_and_ansible_options_apply() {
         show(&again)
     );
 
-    // Without a terminal, an argument that would prompt fails at once instead of hanging.
     fs::write(
         dir.join("Machinefile"),
         format!("{machinefile}      ansible_args: [--ask-become-pass]\n"),
     )
     .unwrap();
+    // In a terminal (`script` makes one), ansible-playbook gets it and asks there; an
+    // empty answer does for the box's password-less sudo.
+    let mut in_terminal = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} provision", env!("CARGO_BIN_EXE_envctl")),
+            "/dev/null",
+        ])
+        .current_dir(&dir)
+        .envs(env.vars.iter().map(|(name, value)| (name, value)))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = in_terminal.stdin.take().unwrap();
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        stdin.write_all(b"\n").unwrap();
+        // Left open until the command ends: `script` stops at end of input.
+        let answered = in_terminal.wait_with_output().unwrap();
+        drop(stdin);
+        let text = String::from_utf8_lossy(&answered.stdout);
+        assert!(answered.status.success(), "{}\n{}", text, show(&answered));
+        assert!(text.contains("BECOME password"), "{text}");
+    }
+
+    // Without a terminal, an argument that would prompt fails at once instead of hanging.
     let prompt = env.envctl(&["provision"]);
     assert!(!prompt.status.success(), "{}", show(&prompt));
     assert!(

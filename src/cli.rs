@@ -26,8 +26,8 @@ pub struct Cli {
 pub enum Command {
     /// Create and start machines, wait until they answer SSH, then provision them
     Up(UpArgs),
-    /// Run the playbook again on running machines
-    Provision(NamesArgs),
+    /// Run the provisioners again on running machines
+    Provision(ProvisionArgs),
     /// Stop machines, keeping them
     Halt(NamesArgs),
     /// Halt machines, then bring them up again (Vagrant's reload)
@@ -91,15 +91,27 @@ pub struct NamesArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ProvisionArgs {
+    /// Machines to provision (a name, or /regex/); all when none is given
+    pub names: Vec<String>,
+    /// Run just these provisioners (comma-separated names), whatever their `run`
+    #[arg(long, value_delimiter = ',')]
+    pub provision_with: Vec<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct ReloadArgs {
     /// Machines to reload (a name, or /regex/); all when none is given
     pub names: Vec<String>,
-    /// Run the playbook even on machines already provisioned
+    /// Run the provisioners (all but `run: never`) even on machines already provisioned
     #[arg(long, conflicts_with = "no_provision")]
     pub provision: bool,
-    /// Do not run the playbook
+    /// Run no provisioner
     #[arg(long)]
     pub no_provision: bool,
+    /// Run just these provisioners (comma-separated names), whatever their `run`
+    #[arg(long, value_delimiter = ',', conflicts_with = "no_provision")]
+    pub provision_with: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -116,12 +128,15 @@ pub struct UpArgs {
     /// The provider to use [default: the Machinefile's, else the one in use, else docker]
     #[arg(long, env = "ENVCTL_PROVIDER", value_parser = parse_provider)]
     pub provider: Option<ProviderKind>,
-    /// Run the playbook even on machines already provisioned
+    /// Run the provisioners (all but `run: never`) even on machines already provisioned
     #[arg(long, conflicts_with = "no_provision")]
     pub provision: bool,
-    /// Do not run the playbook
+    /// Run no provisioner
     #[arg(long)]
     pub no_provision: bool,
+    /// Run just these provisioners (comma-separated names), whatever their `run`
+    #[arg(long, value_delimiter = ',', conflicts_with = "no_provision")]
+    pub provision_with: Vec<String>,
     /// If the environment runs under another provider, destroy it there and bring it up
     /// under this one (same keys, names, addresses)
     #[arg(long)]

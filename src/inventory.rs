@@ -16,13 +16,15 @@ use std::path::Path;
 
 use serde_json::{json, Map, Value};
 
-use crate::manifest::Machine;
+use crate::manifest::{Group, Machine};
 use crate::ssh;
 
 /// What every inventory is made of.
 pub struct Inventory<'a> {
     pub env_name: &'a str,
     pub machines: &'a [Machine],
+    /// The Machinefile's `groups`: variables and children.
+    pub groups: &'a BTreeMap<String, Group>,
     pub private_key: &'a Path,
     pub known_hosts: &'a Path,
 }
@@ -55,6 +57,21 @@ impl Inventory<'_> {
                 out.push('\n');
             }
         }
+        for (name, group) in self.groups {
+            if !group.children.is_empty() {
+                out.push_str(&format!("\n[{name}:children]\n"));
+                for child in &group.children {
+                    out.push_str(child);
+                    out.push('\n');
+                }
+            }
+            if !group.vars.is_empty() {
+                out.push_str(&format!("\n[{name}:vars]\n"));
+                for (var, value) in &group.vars {
+                    out.push_str(&format!("{var}={}\n", python_literal(value)));
+                }
+            }
+        }
         // In a vars section Ansible does not split the line, it only reads a Python literal.
         out.push_str(&format!(
             "\n[all:vars]\nansible_ssh_common_args={}\n",
@@ -76,7 +93,18 @@ impl Inventory<'_> {
                 .into_iter()
                 .map(|name| (name.to_string(), Value::Null))
                 .collect();
-            children.insert(group.to_string(), json!({ "hosts": members }));
+            let mut entry = json!({ "hosts": members });
+            if let Some(own) = self.groups.get(group) {
+                entry["children"] = own
+                    .children
+                    .iter()
+                    .map(|child| (child.clone(), json!({})))
+                    .collect::<Map<String, Value>>()
+                    .into();
+                entry["vars"] =
+                    unsafe_value(&Value::Object(own.vars.clone().into_iter().collect()));
+            }
+            children.insert(group.to_string(), entry);
         }
         json!({ "all": {
             "hosts": hosts,
@@ -110,7 +138,17 @@ impl Inventory<'_> {
             }),
         );
         for (group, hosts) in groups {
-            root.insert(group.to_string(), json!({ "hosts": hosts }));
+            let mut entry = json!({ "hosts": hosts });
+            if let Some(own) = self.groups.get(group) {
+                if !own.children.is_empty() {
+                    entry["children"] = json!(own.children);
+                }
+                if !own.vars.is_empty() {
+                    entry["vars"] =
+                        unsafe_value(&Value::Object(own.vars.clone().into_iter().collect()));
+                }
+            }
+            root.insert(group.to_string(), entry);
         }
         root.insert("ungrouped".into(), json!({ "hosts": ungrouped }));
         Value::Object(root)
@@ -166,7 +204,14 @@ impl Inventory<'_> {
     }
 
     fn groups(&self) -> BTreeMap<&str, Vec<&str>> {
-        let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut groups: BTreeMap<&str, Vec<&str>> = self
+            .groups
+            .iter()
+            .flat_map(|(name, group)| {
+                std::iter::once(name.as_str()).chain(group.children.iter().map(String::as_str))
+            })
+            .map(|name| (name, Vec::new()))
+            .collect();
         for machine in self.machines {
             for group in &machine.groups {
                 groups.entry(group).or_default().push(&machine.name);
@@ -308,10 +353,13 @@ mod tests {
         ]
     }
 
+    static NO_GROUPS: BTreeMap<String, Group> = BTreeMap::new();
+
     fn inventory(machines: &[Machine]) -> Inventory<'_> {
         Inventory {
             env_name: "demo",
             machines,
+            groups: &NO_GROUPS,
             private_key: Path::new("/p/.envctl/id_ed25519"),
             known_hosts: Path::new("/p q/.envctl/known_hosts"),
         }
@@ -454,6 +502,36 @@ ansible_ssh_common_args=\"-o 'UserKnownHostsFile=\\\"/p q/.envctl/known_hosts\\\
             ),
             "{line}"
         );
+    }
+
+    #[test]
+    fn group_vars_and_children_reach_every_form() {
+        let machines = machines();
+        let groups = BTreeMap::from([(
+            "site".to_string(),
+            Group {
+                vars: BTreeMap::from([("region".to_string(), json!("eu west"))]),
+                children: vec!["web".to_string(), "db".to_string()],
+            },
+        )]);
+        let inventory = Inventory {
+            groups: &groups,
+            ..inventory(&machines)
+        };
+        let ini = inventory.to_ini();
+        assert!(ini.contains("\n[site:children]\nweb\ndb\n"), "{ini}");
+        assert!(ini.contains("\n[site:vars]\nregion=\"eu west\"\n"), "{ini}");
+        assert!(ini.contains("\n[site]\n"), "{ini}");
+        let list = inventory.to_list_json();
+        assert_eq!(list["site"]["children"], json!(["web", "db"]));
+        assert_eq!(
+            list["site"]["vars"],
+            json!({"region": {"__ansible_unsafe": "eu west"}})
+        );
+        let file = inventory.to_file_json();
+        let site = &file["all"]["children"]["site"];
+        assert_eq!(site["children"], json!({"web": {}, "db": {}}));
+        assert_eq!(site["vars"]["region"]["__ansible_unsafe"], "eu west");
     }
 
     /// What Ansible does with `ansible_ssh_common_args` (split like a shell, by Python's

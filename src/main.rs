@@ -25,7 +25,8 @@ use envctl::manifest;
 use crate::manifest::ManifestError;
 
 /// Bad input (a Machinefile with problems or none at all, machine names that select
-/// nothing, or a bad command line) exits with 2.
+/// nothing, provisioners `--provision-with` names that do not exist, or a bad command line)
+/// exits with 2.
 const EXIT_BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
@@ -55,7 +56,10 @@ fn main() -> ExitCode {
                 output::error(&manifest_error.to_string());
                 ExitCode::from(EXIT_BAD_INPUT)
             }
-            None if err.is::<ops::SelectError>() || err.is::<ops::NoMachinefile>() => {
+            None if err.is::<ops::SelectError>()
+                || err.is::<ops::NoMachinefile>()
+                || err.is::<ops::UnknownProvisioners>() =>
+            {
                 output::error(&format!("{err:#}"));
                 ExitCode::from(EXIT_BAD_INPUT)
             }

@@ -26,6 +26,12 @@ pub fn status(verb: &str, message: &str) {
     }
 }
 
+/// One line of what a command on a machine printed, after the machine's name, so that
+/// the output of machines working in parallel can be told apart.
+pub fn machine_line(machine: &str, line: &str) {
+    writeln!(std::io::stderr().lock(), "{machine:>12} | {line}").ok();
+}
+
 /// Shown only with `-v`.
 pub fn verbose(message: &str) {
     if VERBOSITY.load(Ordering::Relaxed) > 0 {

@@ -5,7 +5,7 @@
 //! temporary file that is renamed into place, so an interrupted command leaves the old
 //! file or the new one, never half of one; commands that change anything hold `lock`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -42,6 +42,9 @@ pub struct MachineRecord {
     /// Whether the playbook has run on this machine since it was created.
     #[serde(default)]
     pub provisioned: bool,
+    /// The provisioners that have run on it, by name (absent in older states).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub provisioners: BTreeSet<String>,
 }
 
 /// `provider` in `state.json`: a [`ProviderKind`]'s name.

@@ -29,7 +29,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     let ws = Workspace::load(cli.file.as_deref())?;
     match cli.command {
         Command::Up(args) => up::run(&ws, args).await,
-        Command::Provision(args) => ops::provision(&ws, &args.names).await,
+        Command::Provision(args) => ops::provision(&ws, &args.names, &args.provision_with).await,
         Command::Halt(args) => ops::halt(&ws, &args.names).await,
         Command::Reload(args) => reload::run(&ws, args).await,
         Command::Destroy(args) => destroy::run(&ws, args).await,

@@ -7,6 +7,7 @@ pub async fn run(ws: &Workspace, args: ReloadArgs) -> Result<()> {
     let opts = ReloadOptions {
         names: args.names,
         provision: super::provision_choice(args.provision, args.no_provision),
+        provision_with: args.provision_with,
     };
     ops::reload(ws, opts).await
 }

@@ -8,6 +8,7 @@ pub async fn run(ws: &Workspace, args: UpArgs) -> Result<()> {
         names: args.names,
         provider: args.provider,
         provision: super::provision_choice(args.provision, args.no_provision),
+        provision_with: args.provision_with,
         switch: args.switch,
     };
     ops::up(ws, opts).await

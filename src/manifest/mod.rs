@@ -5,9 +5,11 @@
 //! trusts a `Manifest` and never checks it again.
 
 mod ansible_vars;
+mod groups;
 mod libvirt_uri;
 mod lines;
 mod ports;
+mod provisioners;
 mod raw;
 mod reserved;
 #[cfg(test)]
@@ -40,7 +42,12 @@ pub struct Manifest {
     pub network: NetworkSpec,
     /// At least one; names, IPs and hostnames unique; IPs inside the subnet.
     pub machines: Vec<Machine>,
-    pub provision: Option<Provision>,
+    /// In the order they run; names unique. The mapping form of `provision` is one
+    /// Ansible entry named [`DEFAULT_PROVISIONER`].
+    pub provisioners: Vec<Provisioner>,
+    /// `groups`: variables and children of Ansible groups, by name. Names are valid,
+    /// not reserved, not machines' names; children are known groups, with no cycle.
+    pub groups: BTreeMap<String, Group>,
     #[cfg_attr(not(feature = "libvirt"), allow(dead_code))]
     pub libvirt: LibvirtOptions,
 }
@@ -92,6 +99,75 @@ pub enum Accel {
     Tcg,
 }
 
+/// An Ansible group's own variables (no connection variable, no template) and children.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Group {
+    pub vars: BTreeMap<String, serde_json::Value>,
+    pub children: Vec<String>,
+}
+
+/// The name of the one provisioner that the mapping form of `provision` makes.
+pub const DEFAULT_PROVISIONER: &str = "ansible";
+
+/// One entry of `provision`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Provisioner {
+    /// Letters, digits, `-` and `_`; unique.
+    pub name: String,
+    pub run: Run,
+    /// The machines it runs on, by name, in Machinefile order; None for all of them.
+    pub machines: Option<Vec<String>>,
+    pub action: Action,
+}
+
+/// When a provisioner runs without being named in `--provision-with` (Vagrant's `run`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Run {
+    /// On the first `up` after a machine is made, and when provisioning is asked for.
+    #[default]
+    Once,
+    /// On every `up`, `reload` and `provision`.
+    Always,
+    /// Only when named in `--provision-with`.
+    Never,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Runs on each machine over SSH.
+    Shell(Shell),
+    /// Copied to each machine over SSH.
+    File(FileUpload),
+    /// One `ansible-playbook` run over the machines.
+    Ansible(Provision),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shell {
+    pub script: Script,
+    pub args: Vec<String>,
+    /// Names are identifiers.
+    pub env: BTreeMap<String, String>,
+    /// Run as root through `sudo` (the default), else as the machine's user.
+    pub privileged: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Script {
+    Inline(String),
+    /// Absolute; the file exists.
+    Path(PathBuf),
+}
+
+/// Vagrant's `file` provisioner: one file, copied as the machine's user, keeping its mode.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FileUpload {
+    /// Absolute; a regular file.
+    pub source: PathBuf,
+    /// On the machine; relative paths start in the user's home.
+    pub destination: String,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Provision {
     /// Absolute; the file exists.
@@ -102,6 +178,15 @@ pub struct Provision {
     pub ansible_args: Vec<String>,
     /// An extra place to write the inventory, absolute.
     pub inventory_path: Option<PathBuf>,
+    pub skip_tags: Vec<String>,
+    /// Absolute; the file exists.
+    pub vault_password_file: Option<PathBuf>,
+    /// Absolute; the file exists. Given to Ansible as `ANSIBLE_CONFIG`.
+    pub config_file: Option<PathBuf>,
+    /// `-v` to `-vvvv`, when asked for.
+    pub verbose: Option<String>,
+    /// Absolute; the file exists. Installed with `ansible-galaxy` before the playbook.
+    pub galaxy_role_file: Option<PathBuf>,
 }
 
 impl Manifest {
@@ -137,6 +222,18 @@ impl Manifest {
             path: self.path.clone(),
             problems,
         }
+    }
+
+    pub fn provisioner(&self, name: &str) -> Option<&Provisioner> {
+        self.provisioners.iter().find(|p| p.name == name)
+    }
+
+    /// The Ansible options of the first Ansible provisioner.
+    pub fn first_ansible(&self) -> Option<&Provision> {
+        self.provisioners.iter().find_map(|p| match &p.action {
+            Action::Ansible(ansible) => Some(ansible),
+            _ => None,
+        })
     }
 }
 

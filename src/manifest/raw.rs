@@ -19,7 +19,20 @@ pub struct RawManifest {
     #[serde(default)]
     pub defaults: RawDefaults,
     pub machines: Option<Vec<RawMachine>>,
-    pub provision: Option<RawProvision>,
+    /// A mapping (one Ansible run, the first form) or a list of named provisioners:
+    /// which one is known only from the YAML, so it is read in `provisioners.rs`.
+    pub provision: Option<Value>,
+    #[serde(default)]
+    pub groups: BTreeMap<String, RawGroup>,
+}
+
+/// An Ansible group's own variables and child groups.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawGroup {
+    #[serde(default)]
+    pub vars: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub children: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -88,6 +101,41 @@ pub struct RawProvision {
     #[serde(default)]
     pub ansible_args: Vec<String>,
     pub inventory_path: Option<String>,
+    #[serde(default)]
+    pub skip_tags: Vec<String>,
+    pub vault_password_file: Option<String>,
+    pub config_file: Option<String>,
+    /// `true`, or `v` to `vvvv`.
+    pub verbose: Option<Value>,
+    pub galaxy_role_file: Option<String>,
+}
+
+/// One entry of the list form of `provision`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RawProvisioner {
+    pub name: Option<String>,
+    pub shell: Option<RawShell>,
+    pub file: Option<RawFile>,
+    pub ansible: Option<RawProvision>,
+    pub run: Option<String>,
+    pub machines: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawShell {
+    pub inline: Option<String>,
+    pub path: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, Value>,
+    pub privileged: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RawFile {
+    pub source: Option<String>,
+    pub destination: Option<String>,
 }
 
 /// The fields each mapping accepts, by path pattern (`*` stands for a list index), for
@@ -102,8 +150,10 @@ pub const KNOWN_FIELDS: &[(&str, &[&str])] = &[
             "defaults",
             "machines",
             "provision",
+            "groups",
         ],
     ),
+    ("groups.*", &["vars", "children"]),
     ("network", &["subnet", "gateway"]),
     (
         "defaults",
@@ -150,6 +200,36 @@ pub const KNOWN_FIELDS: &[(&str, &[&str])] = &[
             "tags",
             "ansible_args",
             "inventory_path",
+            "skip_tags",
+            "vault_password_file",
+            "config_file",
+            "verbose",
+            "galaxy_role_file",
+        ],
+    ),
+    (
+        "provision.*",
+        &["name", "shell", "file", "ansible", "run", "machines"],
+    ),
+    (
+        "provision.*.shell",
+        &["inline", "path", "args", "env", "privileged"],
+    ),
+    ("provision.*.file", &["source", "destination"]),
+    (
+        "provision.*.ansible",
+        &[
+            "playbook",
+            "extra_vars",
+            "limit",
+            "tags",
+            "ansible_args",
+            "inventory_path",
+            "skip_tags",
+            "vault_password_file",
+            "config_file",
+            "verbose",
+            "galaxy_role_file",
         ],
     ),
 ];

@@ -101,3 +101,40 @@ fn deep_nesting_is_refused_quickly() {
         "{err}"
     );
 }
+
+#[test]
+fn the_list_form_of_provision_is_read_into_provisioners() {
+    use crate::manifest::{Action, Run, Script, DEFAULT_PROVISIONER};
+    let dir = cases_dir();
+    let text = "name: demo\nnetwork: {subnet: 10.1.0.0/24}\nmachines:\n  - {name: web1, ip: 10.1.0.2}\n  - {name: db1, ip: 10.1.0.3}\nprovision:\n  - {name: base, shell: {inline: 'echo hi', args: [a], env: {N: 1}}}\n  - {name: cert, file: {source: playbook.yml, destination: /tmp/p.yml}, machines: [db1]}\n  - {name: site, ansible: {playbook: playbook.yml}, run: always, machines: ['/web\\d/']}\n";
+    let manifest = parse(&dir.join("Machinefile"), text).unwrap();
+    let names: Vec<&str> = manifest
+        .provisioners
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(names, ["base", "cert", "site"]);
+    let base = &manifest.provisioners[0];
+    assert_eq!((base.run, &base.machines), (Run::Once, &None));
+    let Action::Shell(shell) = &base.action else {
+        panic!("{base:?}")
+    };
+    assert_eq!(shell.script, Script::Inline("echo hi".into()));
+    assert_eq!(shell.env["N"], "1");
+    assert!(shell.privileged);
+    assert_eq!(
+        manifest.provisioners[1].machines,
+        Some(vec!["db1".to_string()])
+    );
+    assert_eq!(manifest.provisioners[2].run, Run::Always);
+    assert_eq!(
+        manifest.provisioners[2].machines,
+        Some(vec!["web1".to_string()])
+    );
+
+    let mapping = "name: demo\nnetwork: {subnet: 10.1.0.0/24}\nmachines:\n  - {name: web1, ip: 10.1.0.2}\nprovision:\n  playbook: playbook.yml\n  tags: [a]\n";
+    let manifest = parse(&dir.join("Machinefile"), mapping).unwrap();
+    assert_eq!(manifest.provisioners.len(), 1);
+    assert_eq!(manifest.provisioners[0].name, DEFAULT_PROVISIONER);
+    assert!(matches!(&manifest.provisioners[0].action, Action::Ansible(a) if a.tags == ["a"]));
+}

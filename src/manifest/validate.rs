@@ -8,9 +8,11 @@ use envctl_provider::{Init, NetworkSpec, PortForward, ProviderKind};
 use ipnetwork::Ipv4Network;
 
 use super::ansible_vars::{reserved_var, template_in, unusable_project_dir};
+use super::groups::groups as group_section;
 use super::libvirt_uri::check_libvirt_uri;
 use super::lines::{LineIndex, MAX_DEPTH};
 use super::ports;
+use super::provisioners::provisioners;
 use super::raw::{RawDefaults, RawDocker, RawMachine, RawManifest, RawProvision, KNOWN_FIELDS};
 use super::reserved::{
     hostname_clash, reserved_group, reserved_machine_name, unusable_subnet, Known,
@@ -129,13 +131,13 @@ pub fn is_resource_name(name: &str) -> bool {
 const RESOURCE_NAME_RULE: &str = "use lowercase letters, digits and dashes, starting and ending \
                                   with a letter or digit, 32 characters at most";
 
-struct Problems<'a> {
+pub(super) struct Problems<'a> {
     lines: &'a LineIndex,
-    list: Vec<Problem>,
+    pub(super) list: Vec<Problem>,
 }
 
 impl Problems<'_> {
-    fn top(&mut self, field: &str, message: impl Into<String>) {
+    pub(super) fn top(&mut self, field: &str, message: impl Into<String>) {
         self.list.push(Problem {
             line: self.lines.line_of(field),
             machine: None,
@@ -159,15 +161,23 @@ impl Problems<'_> {
         });
     }
 
-    fn unknown_field(&mut self, path: &str, raw: &RawManifest) {
+    pub(super) fn unknown_field(&mut self, path: &str, raw: &RawManifest) {
         // serde_ignored writes `?` for each Option it went through.
         let segments: Vec<&str> = path.split('.').filter(|s| *s != "?").collect();
         let Some((name, parents)) = segments.split_last() else {
             return;
         };
+        // List indices, and the names under `groups`, stand for any.
         let pattern = parents
             .iter()
-            .map(|s| if s.parse::<usize>().is_ok() { "*" } else { s })
+            .enumerate()
+            .map(|(at, s)| {
+                if s.parse::<usize>().is_ok() || (at == 1 && parents[0] == "groups") {
+                    "*"
+                } else {
+                    s
+                }
+            })
             .collect::<Vec<_>>()
             .join(".");
         let known = KNOWN_FIELDS
@@ -243,10 +253,8 @@ fn build(raw: &RawManifest, path: &Path, dir: &Path, problems: &mut Problems) ->
     let defaults = defaults(&raw.defaults, problems);
     let libvirt = libvirt_options(&raw.defaults, problems);
     let machines = machines(raw, network.as_ref(), &defaults, dir, problems);
-    let provision = raw
-        .provision
-        .as_ref()
-        .and_then(|provision| self::provision(provision, dir, problems));
+    let provisioners = provisioners(raw, dir, &machines, problems);
+    let groups = group_section(raw, &machines, problems);
     Some(Manifest {
         path: path.to_path_buf(),
         dir: dir.to_path_buf(),
@@ -254,7 +262,8 @@ fn build(raw: &RawManifest, path: &Path, dir: &Path, problems: &mut Problems) ->
         provider,
         network: network?,
         machines,
-        provision,
+        provisioners,
+        groups,
         libvirt,
     })
 }
@@ -739,7 +748,7 @@ fn vars(
 }
 
 /// Ansible variables as JSON values, which both inventory formats can carry.
-fn to_json_vars(
+pub(super) fn to_json_vars(
     raw: &BTreeMap<String, serde_yaml::Value>,
 ) -> Result<BTreeMap<String, serde_json::Value>, (String, String)> {
     let mut vars = BTreeMap::new();
@@ -829,10 +838,20 @@ fn docker_init(
     }
 }
 
-fn provision(raw: &RawProvision, dir: &Path, problems: &mut Problems) -> Option<Provision> {
+/// Ansible's options, from the mapping form of `provision` or an `ansible` entry; `at` is
+/// where they stand (`provision`, `provision.2.ansible`).
+pub(super) fn provision(
+    raw: &RawProvision,
+    dir: &Path,
+    at: &str,
+    problems: &mut Problems,
+) -> Option<Provision> {
     let playbook = match &raw.playbook {
         None => {
-            problems.top("provision.playbook", "missing: name the playbook to run");
+            problems.top(
+                &format!("{at}.playbook"),
+                "missing: name the playbook to run",
+            );
             None
         }
         Some(playbook) => {
@@ -841,7 +860,7 @@ fn provision(raw: &RawProvision, dir: &Path, problems: &mut Problems) -> Option<
                 Some(path)
             } else if path.is_dir() {
                 problems.top(
-                    "provision.playbook",
+                    &format!("{at}.playbook"),
                     format!(
                         "{} is a folder: name the playbook file in it",
                         path.display()
@@ -850,7 +869,7 @@ fn provision(raw: &RawProvision, dir: &Path, problems: &mut Problems) -> Option<
                 None
             } else {
                 problems.top(
-                    "provision.playbook",
+                    &format!("{at}.playbook"),
                     format!("{} does not exist", path.display()),
                 );
                 None
@@ -858,23 +877,61 @@ fn provision(raw: &RawProvision, dir: &Path, problems: &mut Problems) -> Option<
         }
     };
     let extra_vars = to_json_vars(&raw.extra_vars)
-        .map_err(|(field, why)| problems.top(&format!("provision.extra_vars.{field}"), why))
+        .map_err(|(field, why)| problems.top(&format!("{at}.extra_vars.{field}"), why))
         .ok();
-    for (index, tag) in raw.tags.iter().enumerate() {
-        if tag.trim().is_empty() || tag.contains(',') {
-            problems.top(
-                &format!("provision.tags.{index}"),
-                format!("`{tag}` is not a tag: give one tag per list item"),
-            );
+    for (field, tags) in [("tags", &raw.tags), ("skip_tags", &raw.skip_tags)] {
+        for (index, tag) in tags.iter().enumerate() {
+            if tag.trim().is_empty() || tag.contains(',') {
+                problems.top(
+                    &format!("{at}.{field}.{index}"),
+                    format!("`{tag}` is not a tag: give one tag per list item"),
+                );
+            }
         }
     }
+    let mut file_field = |field: &str, value: &Option<String>| -> Option<Option<PathBuf>> {
+        let Some(relative) = value else {
+            return Some(None);
+        };
+        let path = dir.join(relative);
+        if path.is_file() {
+            return Some(Some(path));
+        }
+        let why = if path.is_dir() {
+            "is a folder: name a file"
+        } else {
+            "does not exist"
+        };
+        problems.top(
+            &format!("{at}.{field}"),
+            format!("{} {why}", path.display()),
+        );
+        None
+    };
+    let vault_password_file = file_field("vault_password_file", &raw.vault_password_file);
+    let config_file = file_field("config_file", &raw.config_file);
+    let galaxy_role_file = file_field("galaxy_role_file", &raw.galaxy_role_file);
+    let verbose = match &raw.verbose {
+        None | Some(serde_yaml::Value::Bool(false)) => Some(None),
+        Some(serde_yaml::Value::Bool(true)) => Some(Some("-v".to_string())),
+        Some(serde_yaml::Value::String(text))
+            if (1..=4).contains(&text.trim_start_matches('-').len())
+                && text.trim_start_matches('-').chars().all(|c| c == 'v') =>
+        {
+            Some(Some(format!("-{}", text.trim_start_matches('-'))))
+        }
+        Some(_) => {
+            problems.top(&format!("{at}.verbose"), "give true, or v, vv, vvv or vvvv");
+            None
+        }
+    };
     let inventory_path = raw.inventory_path.as_ref().and_then(|relative| {
         let path: PathBuf = dir.join(relative);
         match path.parent() {
             Some(parent) if parent.is_dir() => Some(path),
             _ => {
                 problems.top(
-                    "provision.inventory_path",
+                    &format!("{at}.inventory_path"),
                     format!("the folder of {} does not exist", path.display()),
                 );
                 None
@@ -892,10 +949,15 @@ fn provision(raw: &RawProvision, dir: &Path, problems: &mut Problems) -> Option<
         } else {
             None
         },
+        skip_tags: raw.skip_tags.clone(),
+        vault_password_file: vault_password_file?,
+        config_file: config_file?,
+        verbose: verbose?,
+        galaxy_role_file: galaxy_role_file?,
     })
 }
 
-fn is_identifier(name: &str) -> bool {
+pub(super) fn is_identifier(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')

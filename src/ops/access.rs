@@ -28,6 +28,7 @@ pub fn inventory(ws: &Workspace, format: InventoryFormat) -> Result<String> {
     let inventory = Inventory {
         env_name: &ws.manifest.name,
         machines: &ws.manifest.machines,
+        groups: &ws.manifest.groups,
         private_key: &private_key,
         known_hosts: &known_hosts,
     };

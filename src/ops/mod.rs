@@ -2,9 +2,11 @@
 //! plans, talks to the provider through [`AnyProvider`], and keeps `.envctl/` true.
 
 mod access;
+mod ansible;
 mod bootstrap;
 mod destroy;
 mod failures;
+mod galaxy;
 mod gc;
 mod global_status;
 mod halt;
@@ -15,6 +17,7 @@ mod privacy_tests;
 mod provision;
 mod recipes;
 mod reload;
+mod remote;
 mod select;
 mod session;
 mod status;
@@ -41,7 +44,7 @@ pub use failures::MachineFailures;
 pub use gc::{gc, GcOptions};
 pub use global_status::global_status;
 pub use halt::halt;
-pub use provision::provision;
+pub use provision::{provision, UnknownProvisioners};
 pub use reload::{reload, ReloadOptions};
 pub use select::SelectError;
 pub use session::Session;
@@ -227,5 +230,5 @@ fn image_source(ws: &Workspace, machine: &Machine, kind: ProviderKind) -> Result
 
 /// Where the generated inventory is also written, if the Machinefile asks.
 fn extra_inventory_path(ws: &Workspace) -> Option<PathBuf> {
-    ws.manifest.provision.as_ref()?.inventory_path.clone()
+    ws.manifest.first_ansible()?.inventory_path.clone()
 }

@@ -89,6 +89,7 @@ fn nothing_in_the_state_folder_is_open_to_others() {
             ssh_host: "10.9.0.11".into(),
             ssh_port: 22,
             provisioned: false,
+            provisioners: Default::default(),
         },
     );
     state_dir.save(&state).unwrap();

@@ -10,12 +10,15 @@ pub struct ReloadOptions {
     pub names: Vec<String>,
     /// As `up` takes it: `--provision`, `--no-provision`, or None for `up`'s default.
     pub provision: Option<bool>,
+    /// `--provision-with`: just these provisioners.
+    pub provision_with: Vec<String>,
 }
 
 /// Halts the machines, then brings them up again under the provider the environment runs
 /// under, provisioning them as `up` would.
 pub async fn reload(ws: &Workspace, opts: ReloadOptions) -> Result<()> {
+    super::provision::check_names(&ws.manifest, &opts.provision_with)?;
     let mut session = Session::open(ws, "reload", ws.select(&opts.names)?)?;
     halt_selected(&mut session).await?;
-    up_selected(&mut session, opts.provision).await
+    up_selected(&mut session, opts.provision, &opts.provision_with).await
 }

@@ -53,6 +53,7 @@ impl Rig {
             names: Vec::new(),
             provider,
             provision: None,
+            provision_with: Vec::new(),
             switch,
         };
         up(&self.ws, opts).await
@@ -292,4 +293,47 @@ async fn up_replaces_only_what_this_folder_lost() {
         expected.extend(ups());
         assert_eq!(rig.fake.calls(), expected, "same folder: {same_folder}");
     }
+}
+
+#[tokio::test]
+async fn provisioners_named_that_do_not_exist_are_refused_before_anything_is_made() {
+    let _turn = TURN.lock().await;
+    let rig = Rig::new();
+    let opts = UpOptions {
+        names: Vec::new(),
+        provider: None,
+        provision: None,
+        provision_with: vec!["nope".into()],
+        switch: false,
+    };
+    let err = up(&rig.ws, opts).await.unwrap_err();
+    assert!(
+        format!("{err:#}").contains("no provisioner named nope"),
+        "{err:#}"
+    );
+    assert!(rig.fake.calls().is_empty(), "{:?}", rig.fake.calls());
+}
+
+#[tokio::test]
+async fn what_ran_on_a_machine_is_kept_until_it_is_made_anew() {
+    let _turn = TURN.lock().await;
+    let rig = Rig::new();
+    rig.up().await.unwrap();
+    let mut state = rig.ws.state_dir.load().unwrap();
+    for record in state.machines.values_mut() {
+        record.provisioned = true;
+        record.provisioners.insert("base".into());
+    }
+    rig.ws.state_dir.save(&state).unwrap();
+    rig.fake.set_state("c", None);
+
+    rig.up().await.unwrap();
+    let again = rig.ws.state_dir.load().unwrap();
+    assert!(again.machines["a"].provisioners.contains("base"));
+    assert!(again.machines["a"].provisioned);
+    assert!(
+        again.machines["c"].provisioners.is_empty(),
+        "c is made anew"
+    );
+    assert!(!again.machines["c"].provisioned);
 }

@@ -31,6 +31,8 @@ pub struct UpOptions {
     /// `--provision` (Some(true)), `--no-provision` (Some(false)), or Vagrant's default:
     /// provision machines that have not been provisioned since they were created.
     pub provision: Option<bool>,
+    /// `--provision-with`: just these provisioners, whatever their `run`.
+    pub provision_with: Vec<String>,
     /// Move an environment that runs under another provider: destroy it there first.
     pub switch: bool,
 }
@@ -53,6 +55,7 @@ struct Converged {
 /// `envctl up`.
 pub async fn up(ws: &Workspace, opts: UpOptions) -> Result<()> {
     let selected = ws.select(&opts.names)?;
+    provision::check_names(&ws.manifest, &opts.provision_with)?;
     let state = ws.state_dir.load()?;
     let kind = choose_provider(opts.provider, &ws.manifest, &state);
     host_ports::check(ws, kind, &selected, &state)?;
@@ -66,7 +69,11 @@ pub async fn up(ws: &Workspace, opts: UpOptions) -> Result<()> {
 
 /// `up` under a session that is already open (`reload` holds one across halt and up),
 /// under the provider the environment runs under.
-pub(super) async fn up_selected(session: &mut Session<'_>, provision: Option<bool>) -> Result<()> {
+pub(super) async fn up_selected(
+    session: &mut Session<'_>,
+    provision: Option<bool>,
+    provision_with: &[String],
+) -> Result<()> {
     let ws = session.ws;
     let kind = choose_provider(None, &ws.manifest, &session.state);
     let images = session
@@ -78,6 +85,7 @@ pub(super) async fn up_selected(session: &mut Session<'_>, provision: Option<boo
         names: session.selected_names(),
         provider: Some(kind),
         provision,
+        provision_with: provision_with.to_vec(),
         switch: false,
     };
     up_planned(session, Plan { kind, images }, &opts).await
@@ -106,7 +114,7 @@ async fn up_planned(session: &mut Session<'_>, plan: Plan, opts: &UpOptions) -> 
     };
     let converged = converge(session, &provider, &specs, creds).await?;
     let changed = record(session, &specs, converged)?;
-    provision_if_due(session, opts.provision, changed, plan.kind).await
+    provision_if_due(session, opts, changed, plan.kind).await
 }
 
 /// Refuses to move the environment to `kind` from the provider it runs under, unless
@@ -246,6 +254,10 @@ fn record(session: &mut Session<'_>, specs: &[MachineSpec], converged: Converged
             ssh_host: up.endpoint.host,
             ssh_port: up.endpoint.port,
             provisioned,
+            provisioners: match session.state.machines.get(&spec.name) {
+                Some(old) if provisioned => old.provisioners.clone(),
+                _ => Default::default(),
+            },
         };
         session.state.machines.insert(spec.name.clone(), record);
         session.saw(&spec.name, MachineState::Running);
@@ -259,24 +271,32 @@ fn record(session: &mut Session<'_>, specs: &[MachineSpec], converged: Converged
     Ok(changed)
 }
 
-/// Runs the playbook when asked to, or, by Vagrant's rule, when a machine has not been
-/// provisioned since it was made.
+/// Runs the provisioners that are due: by Vagrant's rule, `once` ones on machines not
+/// provisioned since they were made and `always` ones on every machine; with
+/// `--provision`, all but `never` ones; with `--provision-with`, the ones named.
 async fn provision_if_due(
     session: &mut Session<'_>,
-    asked: Option<bool>,
+    opts: &UpOptions,
     changed: bool,
     kind: ProviderKind,
 ) -> Result<()> {
     let count = session.selected.len();
-    let unprovisioned = session.selected.iter().any(|machine| {
-        !session
-            .state
-            .machines
-            .get(&machine.name)
-            .is_some_and(|record| record.provisioned)
-    });
-    let run_playbook = asked.unwrap_or(unprovisioned);
-    if !changed && !run_playbook {
+    let mode = match (opts.provision, opts.provision_with.is_empty()) {
+        (Some(false), _) => None,
+        (_, false) => Some(provision::Mode::Named(&opts.provision_with)),
+        (Some(true), true) => Some(provision::Mode::All),
+        (None, true) => Some(provision::Mode::Due),
+    };
+    let steps = match mode {
+        Some(mode) => provision::plan(
+            &session.ws.manifest,
+            &session.selected,
+            &session.state,
+            mode,
+        ),
+        None => Vec::new(),
+    };
+    if !changed && steps.is_empty() {
         output::status(
             "Finished",
             &format!("nothing to do: all {count} machines are running"),
@@ -284,8 +304,8 @@ async fn provision_if_due(
         return Ok(());
     }
     output::status("Ready", &format!("{count} machines under {kind}"));
-    if run_playbook && session.ws.manifest.provision.is_some() {
-        provision::run(session).await?;
+    if !steps.is_empty() {
+        provision::run(session, &steps).await?;
     }
     Ok(())
 }

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::output;
 
-pub const DIR_NAME: &str = ".envctl";
+pub const DIR_NAME: &str = crate::manifest::STATE_DIR_NAME;
 
 /// What envctl remembers of an environment between commands.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]

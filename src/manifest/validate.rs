@@ -2,12 +2,13 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use envctl_provider::{Init, NetworkSpec, ProviderKind};
 use ipnetwork::Ipv4Network;
 
 use super::ansible_vars::{reserved_var, template_in, unusable_project_dir};
+use super::inventory_path::check_inventory_path;
 use super::libvirt_uri::check_libvirt_uri;
 use super::lines::{LineIndex, MAX_DEPTH};
 use super::raw::{RawDefaults, RawDocker, RawMachine, RawManifest, RawProvision, KNOWN_FIELDS};
@@ -245,7 +246,7 @@ fn build(raw: &RawManifest, path: &Path, dir: &Path, problems: &mut Problems) ->
     let provision = raw
         .provision
         .as_ref()
-        .and_then(|provision| self::provision(provision, dir, problems));
+        .and_then(|provision| self::provision(provision, path, dir, problems));
     Some(Manifest {
         path: path.to_path_buf(),
         dir: dir.to_path_buf(),
@@ -773,7 +774,12 @@ fn docker_init(
     }
 }
 
-fn provision(raw: &RawProvision, dir: &Path, problems: &mut Problems) -> Option<Provision> {
+fn provision(
+    raw: &RawProvision,
+    path: &Path,
+    dir: &Path,
+    problems: &mut Problems,
+) -> Option<Provision> {
     let playbook = match &raw.playbook {
         None => {
             problems.top("provision.playbook", "missing: name the playbook to run");
@@ -812,18 +818,10 @@ fn provision(raw: &RawProvision, dir: &Path, problems: &mut Problems) -> Option<
             );
         }
     }
-    let inventory_path = raw.inventory_path.as_ref().and_then(|relative| {
-        let path: PathBuf = dir.join(relative);
-        match path.parent() {
-            Some(parent) if parent.is_dir() => Some(path),
-            _ => {
-                problems.top(
-                    "provision.inventory_path",
-                    format!("the folder of {} does not exist", path.display()),
-                );
-                None
-            }
-        }
+    let inventory_path = raw.inventory_path.as_ref().and_then(|wanted| {
+        check_inventory_path(path, playbook.as_deref(), Path::new(wanted))
+            .map_err(|why| problems.top("provision.inventory_path", why))
+            .ok()
     });
     Some(Provision {
         playbook: playbook?,

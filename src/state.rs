@@ -108,6 +108,10 @@ impl StateDir {
     pub fn extra_vars(&self) -> PathBuf {
         self.root.join("extra_vars.json")
     }
+    /// Where `ansible-playbook` logs its run, for the PLAY RECAP.
+    pub fn ansible_log(&self) -> PathBuf {
+        self.root.join("ansible.log")
+    }
     pub fn console_dir(&self) -> PathBuf {
         self.root.join("console")
     }

@@ -9,6 +9,7 @@ mod gc;
 mod global_status;
 mod halt;
 mod ownership;
+mod play_recap;
 #[cfg(test)]
 mod privacy_tests;
 mod provision;

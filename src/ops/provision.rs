@@ -85,6 +85,7 @@ pub(super) async fn run(session: &mut Session<'_>) -> Result<()> {
     command
         .args(&provision.ansible_args)
         .arg(&provision.playbook);
+    super::play_recap::log_to(&mut command, &ws.state_dir)?;
     output::status(
         "Provisioning",
         &format!("with {}", provision.playbook.display()),
@@ -110,7 +111,7 @@ pub(super) async fn run(session: &mut Session<'_>) -> Result<()> {
              run `envctl provision`"
         );
     }
-    for name in &selected {
+    for name in &super::play_recap::played(&ws.state_dir, &selected)? {
         if let Some(record) = session.state.machines.get_mut(name) {
             record.provisioned = true;
         }

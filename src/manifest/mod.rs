@@ -5,6 +5,7 @@
 //! trusts a `Manifest` and never checks it again.
 
 mod ansible_vars;
+mod image_ref;
 mod inventory_path;
 mod libvirt_uri;
 mod lines;

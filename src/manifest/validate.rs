@@ -8,6 +8,7 @@ use envctl_provider::{Init, NetworkSpec, ProviderKind};
 use ipnetwork::Ipv4Network;
 
 use super::ansible_vars::{reserved_var, template_in, unusable_project_dir};
+use super::image_ref::{is_image_reference, IMAGE_RULE};
 use super::inventory_path::check_inventory_path;
 use super::libvirt_uri::check_libvirt_uri;
 use super::lines::{LineIndex, MAX_DEPTH};
@@ -47,6 +48,17 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
             field: String::new(),
             message: format!("lists and mappings nest more than {MAX_DEPTH} levels deep here"),
         });
+        return Err(problems.into_error(path));
+    }
+    if !lines.lost().is_empty() {
+        for lost in lines.lost() {
+            problems.list.push(Problem {
+                line: Some(lost.line),
+                machine: None,
+                field: lost.path.clone(),
+                message: lost.message.clone(),
+            });
+        }
         return Err(problems.into_error(path));
     }
     let mut unknown = Vec::new();
@@ -724,6 +736,13 @@ fn docker_image(
         }
         (Some(image), None) if image.trim().is_empty() => {
             check.fail(&format!("{field}.image"), "is empty");
+            None
+        }
+        (Some(image), None) if !is_image_reference(image) => {
+            check.fail(
+                &format!("{field}.image"),
+                format!("`{}` is not valid: {IMAGE_RULE}", image.escape_debug()),
+            );
             None
         }
         (Some(image), None) => Some(DockerImage::Image(image.clone())),

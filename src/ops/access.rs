@@ -225,14 +225,25 @@ mod tests {
     }
 
     #[test]
-    fn a_file_put_there_after_validation_is_neither_overwritten_nor_destroyed() {
-        let (root, mut ws) = project();
+    fn a_file_put_there_after_validation_is_not_overwritten() {
+        let (root, ws) = project();
         fs::write(root.join("inv/hosts"), "[mine]\nhost1\n").unwrap();
         let err = format!("{:#}", write_generated(&ws, &State::default()).unwrap_err());
         assert!(
             err.contains("envctl did not write it") && err.contains("not your own inventory"),
             "{err}"
         );
+        assert_eq!(
+            fs::read_to_string(root.join("inv/hosts")).unwrap(),
+            "[mine]\nhost1\n"
+        );
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn destroy_removes_only_envctls_copy() {
+        let (root, mut ws) = project();
+        fs::write(root.join("inv/hosts"), "[mine]\nhost1\n").unwrap();
         ws.fake = Some(Arc::new(FakeProvider::default()));
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

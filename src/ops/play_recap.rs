@@ -151,4 +151,60 @@ mod tests {
         assert!(played(&dir, &names(&["web1"])).is_err());
         std::fs::remove_dir_all(root).unwrap();
     }
+
+    /// `provision` with an `ansible-playbook` that matches no host and exits 0, as the
+    /// real one does: an error naming the machine, which stays unprovisioned.
+    #[test]
+    fn provision_marks_nothing_when_ansible_matched_no_host() {
+        use std::os::unix::fs::PermissionsExt;
+
+        use crate::ops::{Session, Workspace};
+        use crate::state::MachineRecord;
+
+        let root = std::env::temp_dir().join(format!("envctl-nohost-{}", crate::keys::random_id()));
+        let bin = root.join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let fake = bin.join("ansible-playbook");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\necho 'skipping: no hosts matched'\nprintf 'x | PLAY RECAP ***\\n' >> \"$ANSIBLE_LOG_PATH\"\nexit 0\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(root.join("site.yml"), "- hosts: nothing\n").unwrap();
+        std::fs::write(
+            root.join("Machinefile"),
+            "name: nohost\nnetwork: {subnet: 10.99.0.0/24}\nmachines:\n  - {name: a, ip: 10.99.0.11}\n\
+             provision: {playbook: site.yml}\n",
+        )
+        .unwrap();
+        let mut ws = Workspace::load(Some(&root.join("Machinefile"))).unwrap();
+        ws.data_dir = root.join("data");
+        // Only this test looks for ansible-playbook; the rest of PATH stays as it was.
+        let path = std::env::var("PATH").unwrap_or_default();
+        std::env::set_var("PATH", format!("{}:{path}", bin.display()));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let result = runtime.block_on(async {
+            let mut session = Session::open(&ws, "provision", ws.select(&[])?)?;
+            session.state.machines.insert(
+                "a".into(),
+                MachineRecord {
+                    id: "a-id".into(),
+                    ssh_host: "10.99.0.11".into(),
+                    ssh_port: 22,
+                    provisioned: false,
+                },
+            );
+            session.save()?;
+            super::super::provision::run(&mut session).await
+        });
+        std::env::set_var("PATH", path);
+        let err = format!("{:#}", result.unwrap_err());
+        assert!(err.contains("ran no task on a"), "{err}");
+        assert!(!ws.state_dir.load().unwrap().machines["a"].provisioned);
+        std::fs::remove_dir_all(root).unwrap();
+    }
 }

@@ -4,6 +4,8 @@
 //! Invariants: the folder is 0700 and every file in it 0600; every write goes to a
 //! temporary file that is renamed into place, so an interrupted command leaves the old
 //! file or the new one, never half of one; commands that change anything hold `lock`.
+//! Nothing here follows a symbolic link: a linked `.envctl`, `lock` or `state.json` is
+//! refused, and temporary files are made anew (`O_EXCL | O_NOFOLLOW`, a random name).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions, TryLockError};
@@ -17,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::output;
 
-pub const DIR_NAME: &str = ".envctl";
+pub const DIR_NAME: &str = crate::manifest::STATE_DIR_NAME;
 
 /// What envctl remembers of an environment between commands.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -109,6 +111,10 @@ impl StateDir {
     pub fn extra_vars(&self) -> PathBuf {
         self.root.join("extra_vars.json")
     }
+    /// Where `ansible-playbook` logs its run, for the PLAY RECAP.
+    pub fn ansible_log(&self) -> PathBuf {
+        self.root.join("ansible.log")
+    }
     pub fn console_dir(&self) -> PathBuf {
         self.root.join("console")
     }
@@ -116,6 +122,12 @@ impl StateDir {
     /// Makes the folder (0700) if it is missing, and tightens it if it is not.
     pub fn create(&self) -> Result<()> {
         create_private_dir(&self.root)
+    }
+
+    /// A `.envctl` that is a symbolic link would put the state, keys and lock wherever
+    /// it points (and `create` would change that folder's mode): refused.
+    fn refuse_linked_root(&self) -> Result<()> {
+        refuse_symlink(&self.root)
     }
 
     /// Makes the console log folder private before a backend writes in it: backends would
@@ -137,8 +149,9 @@ impl StateDir {
     /// provider this envctl does not know is an error, never "no provider": that would
     /// leave its machines unmanaged and let `up` make them again elsewhere.
     pub fn load(&self) -> Result<State> {
+        self.refuse_linked_root()?;
         let path = self.state_file();
-        let bytes = match fs::read(&path) {
+        let bytes = match read_no_follow(&path) {
             Ok(bytes) => bytes,
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
                 return Ok(State {
@@ -146,7 +159,7 @@ impl StateDir {
                     ..State::default()
                 })
             }
-            Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+            Err(err) => return Err(linked_or(err, &path, "reading")),
         };
         let value: serde_json::Value = serde_json::from_slice(&bytes).with_context(|| {
             format!(
@@ -184,8 +197,9 @@ impl StateDir {
             .create(true)
             .truncate(false)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
+            .map_err(|err| linked_or(err, &path, "opening"))?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -228,7 +242,10 @@ pub struct Lock {
     _file: File,
 }
 
+/// Makes `path` (0700) if it is missing and tightens it if it is not; a symbolic link
+/// there is refused, as chmod would change the folder it points to.
 pub fn create_private_dir(path: &Path) -> Result<()> {
+    refuse_symlink(path)?;
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
@@ -268,27 +285,76 @@ fn restrict_tree(path: &Path) -> Result<()> {
 pub fn write_private(path: &Path, contents: &[u8]) -> Result<()> {
     let dir = path.parent().context("a state file has no folder")?;
     create_private_dir(dir)?;
-    let name = path.file_name().context("a state file has no name")?;
+    write_atomic(path, contents)
+}
+
+/// Writes `contents` (mode 0600) to a new temporary file beside `path`, then renames it
+/// over `path`. The temporary file has a random name and is created with `O_EXCL |
+/// O_NOFOLLOW`, so a file or link placed there beforehand is never written through;
+/// renaming replaces a link at `path` rather than following it. The folder's mode is
+/// left as it is.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> Result<()> {
+    let dir = path.parent().context("a file to write has no folder")?;
+    let name = path.file_name().context("a file to write has no name")?;
     let temp = dir.join(format!(
         ".{}.{}.tmp",
         name.to_string_lossy(),
-        std::process::id()
+        crate::keys::random_id()
     ));
+    let mut created = false;
     let result = (|| {
         let mut file = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&temp)?;
+        created = true;
         file.write_all(contents)?;
         file.sync_all()?;
         fs::rename(&temp, path)
     })();
-    if result.is_err() {
+    if result.is_err() && created {
         fs::remove_file(&temp).ok();
     }
     result.with_context(|| format!("writing {}", path.display()))
+}
+
+/// Refuses `path` if it is a symbolic link; a missing path is fine.
+pub fn refuse_symlink(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            let target = fs::read_link(path)
+                .map(|target| target.display().to_string())
+                .unwrap_or_else(|_| "?".into());
+            bail!(
+                "{} is a symbolic link (to {target}): envctl does not follow links in its state; remove the link and run the command again",
+                path.display()
+            )
+        }
+        _ => Ok(()),
+    }
+}
+
+fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    let mut bytes = Vec::new();
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// `O_NOFOLLOW` answers a link with ELOOP: say so plainly.
+fn linked_or(err: std::io::Error, path: &Path, doing: &str) -> anyhow::Error {
+    if err.raw_os_error() == Some(libc::ELOOP) {
+        if let Err(refused) = refuse_symlink(path) {
+            return refused;
+        }
+    }
+    anyhow::Error::new(err).context(format!("{doing} {}", path.display()))
 }
 
 #[cfg(test)]
@@ -369,6 +435,78 @@ mod tests {
         )
         .unwrap();
         assert_eq!(dir.load().unwrap().provider, Some(ProviderKind::Libvirt));
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    fn scratch(what: &str) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("envctl-{what}-{}", crate::keys::random_id()));
+        fs::create_dir_all(&root).unwrap();
+        root
+    }
+
+    #[test]
+    fn a_linked_state_folder_is_refused_and_its_target_untouched() {
+        use std::os::unix::fs::symlink;
+        let root = scratch("linked-root");
+        let elsewhere = root.join("elsewhere");
+        fs::create_dir(&elsewhere).unwrap();
+        fs::set_permissions(&elsewhere, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(elsewhere.join("state.json"), r#"{"env_id": "theirs"}"#).unwrap();
+        symlink(&elsewhere, root.join(DIR_NAME)).unwrap();
+        let dir = StateDir::new(&root);
+        for err in [
+            dir.load().map(|_| ()).unwrap_err(),
+            dir.lock("up").map(|_| ()).unwrap_err(),
+            dir.save(&State::default()).unwrap_err(),
+        ] {
+            let err = format!("{err:#}");
+            assert!(err.contains("is a symbolic link"), "{err}");
+        }
+        let mode = fs::metadata(&elsewhere).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+        assert!(!elsewhere.join("lock").exists());
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn a_linked_state_file_or_lock_is_refused() {
+        use std::os::unix::fs::symlink;
+        let root = scratch("linked-files");
+        let victim = root.join("victim");
+        fs::write(&victim, r#"{"env_id": "victim"}"#).unwrap();
+        let dir = StateDir::new(&root);
+        dir.create().unwrap();
+        symlink(&victim, dir.state_file()).unwrap();
+        let err = format!("{:#}", dir.load().unwrap_err());
+        assert!(err.contains("state.json is a symbolic link"), "{err}");
+        symlink(&victim, dir.root.join("lock")).unwrap();
+        let err = format!("{:#}", dir.lock("up").map(|_| ()).unwrap_err());
+        assert!(err.contains("lock is a symbolic link"), "{err}");
+        assert_eq!(
+            fs::read_to_string(&victim).unwrap(),
+            r#"{"env_id": "victim"}"#
+        );
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn atomic_writes_never_write_through_a_placed_link() {
+        use std::os::unix::fs::symlink;
+        let root = scratch("placed-link");
+        let victim = root.join("victim");
+        fs::write(&victim, "keep").unwrap();
+        let dir = StateDir::new(&root);
+        dir.create().unwrap();
+        // Where a temporary file named after the process id would go.
+        symlink(
+            &victim,
+            dir.root
+                .join(format!(".state.json.{}.tmp", std::process::id())),
+        )
+        .unwrap();
+        dir.save(&State::default()).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "keep");
+        assert!(fs::symlink_metadata(dir.state_file()).unwrap().is_file());
         fs::remove_dir_all(root).unwrap();
     }
 }

@@ -272,3 +272,65 @@ fn a_folder_named_machinefile_or_none_at_all_is_bad_input() {
         show(&output)
     );
 }
+
+#[test]
+fn a_linked_state_folder_is_refused_not_followed() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let project = Project::new("linked-state");
+    let elsewhere = project.dir.join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    fs::set_permissions(&elsewhere, fs::Permissions::from_mode(0o755)).unwrap();
+    let theirs = r#"{"env_id": "theirs", "provider": "docker", "machines": {}}"#;
+    fs::write(elsewhere.join("state.json"), theirs).unwrap();
+    symlink(&elsewhere, project.dir.join(".envctl")).unwrap();
+    for args in [&["status"][..], &["ssh-config"], &["halt"]] {
+        let out = project.envctl(args, &[]);
+        assert!(!out.status.success(), "{args:?}: {}", show(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(".envctl is a symbolic link"),
+            "{args:?}: {}",
+            show(&out)
+        );
+    }
+    let mode = fs::metadata(&elsewhere).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o755);
+    assert_eq!(
+        fs::read_to_string(elsewhere.join("state.json")).unwrap(),
+        theirs
+    );
+    assert!(!elsewhere.join("lock").exists());
+}
+
+#[test]
+fn inventory_path_cannot_name_a_file_outside_or_one_envctl_did_not_write() {
+    let project = Project::new("inventory-path");
+    fs::write(project.dir.join("site.yml"), "- hosts: all\n").unwrap();
+    fs::write(project.dir.join("hosts"), "[mine]\n").unwrap();
+    for (wanted, says) in [
+        (
+            "/tmp/envctl-hostile-inventory",
+            "outside the project folder",
+        ),
+        ("../inventory", "outside the project folder"),
+        (".envctl/id_ed25519", "envctl's own state"),
+        ("Machinefile", "is the Machinefile"),
+        ("site.yml", "is the playbook"),
+        ("hosts", "envctl did not write it"),
+    ] {
+        project.machinefile(&format!(
+            "provision: {{playbook: site.yml, inventory_path: '{wanted}'}}\n"
+        ));
+        let out = project.envctl(&["validate"], &[]);
+        assert_eq!(out.status.code(), Some(2), "{wanted}: {}", show(&out));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("provision.inventory_path") && stderr.contains(says),
+            "{wanted}: {}",
+            show(&out)
+        );
+    }
+    assert_eq!(
+        fs::read_to_string(project.dir.join("hosts")).unwrap(),
+        "[mine]\n"
+    );
+}

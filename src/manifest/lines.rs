@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use saphyr_parser::{Event, Parser};
+use saphyr_parser::{Event, Parser, Tag};
 
 /// How deep lists and mappings may nest. A Machinefile needs six levels or so (Ansible
 /// vars a few more); the YAML scanner under serde takes time quadratic in the depth, so a
@@ -16,7 +16,21 @@ pub const MAX_DEPTH: usize = 64;
 pub struct LineIndex {
     lines: HashMap<String, usize>,
     too_deep: Option<usize>,
+    lost: Vec<Lost>,
 }
+
+/// Something the YAML says that serde would lose without a word: a key given twice in
+/// one mapping (serde keeps one of them) or a tag envctl does not read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lost {
+    pub line: usize,
+    /// The dotted path of the value.
+    pub path: String,
+    pub message: String,
+}
+
+/// The core-schema tags serde reads as they say; any other tag would be dropped.
+const KEPT_TAGS: [&str; 7] = ["str", "int", "float", "bool", "null", "map", "seq"];
 
 impl LineIndex {
     /// Indexes `text`. A document the parser rejects gives an empty index: its syntax
@@ -35,13 +49,32 @@ impl LineIndex {
                 Err(_) => return LineIndex::default(),
             };
             let line = span.start.line();
+            if let Event::Scalar(_, _, _, Some(tag))
+            | Event::MappingStart(_, Some(tag))
+            | Event::SequenceStart(_, Some(tag)) = &event
+            {
+                index.dropped_tag(&stack, line, tag);
+            }
             match event {
                 Event::Scalar(value, ..) => {
-                    if let Some(Frame::Mapping {
-                        key: key @ None, ..
-                    }) = stack.last_mut()
-                    {
-                        *key = Some(value.into_owned());
+                    if let Some(Frame::Mapping { key: None, seen }) = stack.last_mut() {
+                        let value = value.into_owned();
+                        let repeated = seen.get(&value).copied();
+                        seen.entry(value.clone()).or_insert(line);
+                        if let Some(first) = repeated {
+                            let path = path_of(&stack, Some(&value));
+                            index.lost.push(Lost {
+                                line,
+                                path,
+                                message: format!(
+                                    "`{value}` is given twice in one mapping (first on line {first}): \
+                                     YAML keeps only one of them; remove the other"
+                                ),
+                            });
+                        }
+                        if let Some(Frame::Mapping { key, .. }) = stack.last_mut() {
+                            *key = Some(value);
+                        }
                         continue;
                     }
                     index.record(&stack, line);
@@ -56,7 +89,10 @@ impl LineIndex {
                 }
                 Event::MappingStart(..) => {
                     index.record(&stack, line);
-                    stack.push(Frame::Mapping { key: None });
+                    stack.push(Frame::Mapping {
+                        key: None,
+                        seen: HashMap::new(),
+                    });
                 }
                 Event::SequenceStart(..) => {
                     index.record(&stack, line);
@@ -74,9 +110,34 @@ impl LineIndex {
 
     fn too_deep_at(line: usize) -> LineIndex {
         LineIndex {
-            lines: HashMap::new(),
             too_deep: Some(line),
+            ..LineIndex::default()
         }
+    }
+
+    /// Duplicate keys and dropped tags, in the order of the file.
+    pub fn lost(&self) -> &[Lost] {
+        &self.lost
+    }
+
+    fn dropped_tag(&mut self, stack: &[Frame], line: usize, tag: &Tag) {
+        if tag.is_yaml_core_schema() && KEPT_TAGS.contains(&tag.suffix.as_str()) {
+            return;
+        }
+        let shown = if tag.is_yaml_core_schema() {
+            format!("!!{}", tag.suffix)
+        } else {
+            format!("{}{}", tag.handle, tag.suffix)
+        };
+        self.lost.push(Lost {
+            line,
+            path: path_of(stack, None),
+            message: format!(
+                "the tag `{shown}` is not one envctl reads: it would be dropped without a word; \
+                 remove it (tags envctl keeps: {})",
+                KEPT_TAGS.map(|tag| format!("!!{tag}")).join(", ")
+            ),
+        });
     }
 
     /// The line where lists and mappings first nest deeper than [`MAX_DEPTH`], if they do.
@@ -96,22 +157,34 @@ impl LineIndex {
     }
 
     fn record(&mut self, stack: &[Frame], line: usize) {
-        let path = stack
-            .iter()
-            .filter_map(|frame| match frame {
-                Frame::Mapping { key } => key.clone(),
-                Frame::Sequence { next } => Some(next.to_string()),
-            })
-            .collect::<Vec<_>>()
-            .join(".");
-        self.lines.entry(path).or_insert(line);
+        self.lines.entry(path_of(stack, None)).or_insert(line);
     }
+}
+
+/// The dotted path the parser stands at, or of `key` in the innermost mapping.
+fn path_of(stack: &[Frame], key: Option<&str>) -> String {
+    let depth = if key.is_some() {
+        stack.len().saturating_sub(1)
+    } else {
+        stack.len()
+    };
+    stack[..depth]
+        .iter()
+        .filter_map(|frame| match frame {
+            Frame::Mapping { key, .. } => key.clone(),
+            Frame::Sequence { next } => Some(next.to_string()),
+        })
+        .chain(key.map(str::to_string))
+        .collect::<Vec<_>>()
+        .join(".")
 }
 
 enum Frame {
     /// `key` is the key whose value comes next, once it has been read.
+    /// `seen` holds each key read so far, with its line.
     Mapping {
         key: Option<String>,
+        seen: HashMap<String, usize>,
     },
     Sequence {
         next: usize,
@@ -121,7 +194,7 @@ enum Frame {
 /// A value is complete: the enclosing mapping waits for a new key, the list moves on.
 fn advance(stack: &mut [Frame]) {
     match stack.last_mut() {
-        Some(Frame::Mapping { key }) => *key = None,
+        Some(Frame::Mapping { key, .. }) => *key = None,
         Some(Frame::Sequence { next }) => *next += 1,
         None => {}
     }

@@ -6,6 +6,8 @@
 
 mod ansible_vars;
 mod groups;
+mod image_ref;
+mod inventory_path;
 mod libvirt_uri;
 mod lines;
 mod ports;
@@ -23,11 +25,15 @@ use std::path::{Path, PathBuf};
 
 use envctl_provider::{Init, NetworkSpec, PortForward, ProviderKind};
 
+pub use inventory_path::{check_inventory_path, is_generated, GENERATED_MARK};
 pub use libvirt_uri::check_libvirt_uri;
 pub use validate::parse;
 
 /// The file name envctl looks for, in the current folder and then its parents.
 pub const FILE_NAME: &str = "Machinefile";
+
+/// The folder beside the Machinefile where envctl keeps its state.
+pub const STATE_DIR_NAME: &str = ".envctl";
 
 /// A validated environment.
 #[derive(Clone, Debug)]
@@ -176,7 +182,8 @@ pub struct Provision {
     pub limit: Option<String>,
     pub tags: Vec<String>,
     pub ansible_args: Vec<String>,
-    /// An extra place to write the inventory, absolute.
+    /// An extra place to write the inventory, absolute, inside the project: see
+    /// [`check_inventory_path`].
     pub inventory_path: Option<PathBuf>,
     pub skip_tags: Vec<String>,
     /// Absolute; the file exists.

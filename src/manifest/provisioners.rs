@@ -16,6 +16,7 @@ use super::{Action, FileUpload, Machine, Provisioner, Run, Script, Shell, DEFAUL
 /// Every provisioner of the Machinefile, in order; empty when there is no `provision`.
 pub(super) fn provisioners(
     raw: &RawManifest,
+    path: &Path,
     dir: &Path,
     machines: &[Machine],
     problems: &mut Problems,
@@ -29,7 +30,7 @@ pub(super) fn provisioners(
             let Some(ansible) = read::<RawProvision>(section, "provision", raw, problems) else {
                 return Vec::new();
             };
-            provision(&ansible, dir, "provision", problems)
+            provision(&ansible, path, dir, "provision", problems)
                 .map(|ansible| Provisioner {
                     name: DEFAULT_PROVISIONER.to_string(),
                     run: Run::Once,
@@ -47,7 +48,8 @@ pub(super) fn provisioners(
                 let Some(entry) = read::<RawProvisioner>(entry, &at, raw, problems) else {
                     continue;
                 };
-                let Some(provisioner) = provisioner(&entry, &at, dir, machines, problems) else {
+                let Some(provisioner) = provisioner(&entry, &at, path, dir, machines, problems)
+                else {
                     continue;
                 };
                 if !names.insert(provisioner.name.clone()) {
@@ -91,6 +93,7 @@ fn read<T: DeserializeOwned>(
 fn provisioner(
     raw: &RawProvisioner,
     at: &str,
+    path: &Path,
     dir: &Path,
     machines: &[Machine],
     problems: &mut Problems,
@@ -132,7 +135,7 @@ fn provisioner(
         (Some(shell_step), None, None) => shell(shell_step, &format!("{at}.shell"), dir, problems),
         (None, Some(file_step), None) => file(file_step, &format!("{at}.file"), dir, problems),
         (None, None, Some(ansible)) => {
-            provision(ansible, dir, &format!("{at}.ansible"), problems).map(Action::Ansible)
+            provision(ansible, path, dir, &format!("{at}.ansible"), problems).map(Action::Ansible)
         }
         (None, None, None) => {
             problems.top(at, "missing: give one of `shell`, `file`, `ansible`");

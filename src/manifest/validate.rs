@@ -9,6 +9,8 @@ use ipnetwork::Ipv4Network;
 
 use super::ansible_vars::{reserved_var, template_in, unusable_project_dir};
 use super::groups::groups as group_section;
+use super::image_ref::{is_image_reference, IMAGE_RULE};
+use super::inventory_path::check_inventory_path;
 use super::libvirt_uri::check_libvirt_uri;
 use super::lines::{LineIndex, MAX_DEPTH};
 use super::ports;
@@ -49,6 +51,17 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
             field: String::new(),
             message: format!("lists and mappings nest more than {MAX_DEPTH} levels deep here"),
         });
+        return Err(problems.into_error(path));
+    }
+    if !lines.lost().is_empty() {
+        for lost in lines.lost() {
+            problems.list.push(Problem {
+                line: Some(lost.line),
+                machine: None,
+                field: lost.path.clone(),
+                message: lost.message.clone(),
+            });
+        }
         return Err(problems.into_error(path));
     }
     let mut unknown = Vec::new();
@@ -253,7 +266,7 @@ fn build(raw: &RawManifest, path: &Path, dir: &Path, problems: &mut Problems) ->
     let defaults = defaults(&raw.defaults, problems);
     let libvirt = libvirt_options(&raw.defaults, problems);
     let machines = machines(raw, network.as_ref(), &defaults, dir, problems);
-    let provisioners = provisioners(raw, dir, &machines, problems);
+    let provisioners = provisioners(raw, path, dir, &machines, problems);
     let groups = group_section(raw, &machines, problems);
     Some(Manifest {
         path: path.to_path_buf(),
@@ -790,6 +803,13 @@ fn docker_image(
             check.fail(&format!("{field}.image"), "is empty");
             None
         }
+        (Some(image), None) if !is_image_reference(image) => {
+            check.fail(
+                &format!("{field}.image"),
+                format!("`{}` is not valid: {IMAGE_RULE}", image.escape_debug()),
+            );
+            None
+        }
         (Some(image), None) => Some(DockerImage::Image(image.clone())),
         (None, Some(build)) => {
             let folder = dir.join(build);
@@ -842,6 +862,7 @@ fn docker_init(
 /// where they stand (`provision`, `provision.2.ansible`).
 pub(super) fn provision(
     raw: &RawProvision,
+    path: &Path,
     dir: &Path,
     at: &str,
     problems: &mut Problems,
@@ -925,18 +946,10 @@ pub(super) fn provision(
             None
         }
     };
-    let inventory_path = raw.inventory_path.as_ref().and_then(|relative| {
-        let path: PathBuf = dir.join(relative);
-        match path.parent() {
-            Some(parent) if parent.is_dir() => Some(path),
-            _ => {
-                problems.top(
-                    &format!("{at}.inventory_path"),
-                    format!("the folder of {} does not exist", path.display()),
-                );
-                None
-            }
-        }
+    let inventory_path = raw.inventory_path.as_ref().and_then(|wanted| {
+        check_inventory_path(path, playbook.as_deref(), Path::new(wanted))
+            .map_err(|why| problems.top(&format!("{at}.inventory_path"), why))
+            .ok()
     });
     Some(Provision {
         playbook: playbook?,

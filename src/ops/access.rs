@@ -8,8 +8,9 @@ use anyhow::{bail, Context, Result};
 use super::{extra_inventory_path, Workspace};
 use crate::inventory::Inventory;
 use crate::keys;
+use crate::manifest;
 use crate::ssh::{self, Credentials, KnownHost, SshTarget};
-use crate::state::{write_private, State};
+use crate::state::{write_atomic, write_private, State};
 
 pub enum InventoryFormat {
     Ini,
@@ -128,7 +129,7 @@ pub(super) fn write_generated(ws: &Workspace, state: &State) -> Result<()> {
         &inventory(ws, InventoryFormat::File)?,
     )?;
     if let Some(path) = extra_inventory_path(ws) {
-        write_if_changed(&path, &ini)?;
+        write_inventory_copy(ws, &path, &ini)?;
     }
     write_if_changed(
         &ws.state_dir.ssh_config(),
@@ -159,10 +160,100 @@ fn render_ssh_config(ws: &Workspace, state: &State, only: Option<&str>) -> Resul
     )
 }
 
+/// The copy `inventory_path` asks for, checked again as it is written (files change
+/// after `validate`), written beside itself without changing its folder's mode.
+fn write_inventory_copy(ws: &Workspace, path: &std::path::Path, ini: &str) -> Result<()> {
+    let playbook = ws.manifest.first_ansible().map(|p| p.playbook.as_path());
+    let path =
+        manifest::check_inventory_path(&ws.manifest.path, playbook, path).map_err(|why| {
+            anyhow::anyhow!(
+                "{}: provision.inventory_path: {why}",
+                ws.manifest.path.display()
+            )
+        })?;
+    if std::fs::read_to_string(&path).is_ok_and(|old| old == ini) {
+        return Ok(());
+    }
+    write_atomic(&path, ini.as_bytes())
+}
+
 /// A second `up` with nothing to do leaves every file as it was.
 fn write_if_changed(path: &std::path::Path, contents: &str) -> Result<()> {
     if std::fs::read_to_string(path).is_ok_and(|old| old == contents) {
         return Ok(());
     }
     write_private(path, contents.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::PathBuf;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::providers::fake::FakeProvider;
+
+    /// A project whose Machinefile asks for a copy of the inventory in `inv/hosts`, the
+    /// folder `inv/` made by the user with mode 0755.
+    fn project() -> (PathBuf, Workspace) {
+        let root = std::env::temp_dir().join(format!("envctl-copy-{}", crate::keys::random_id()));
+        fs::create_dir_all(root.join("inv")).unwrap();
+        fs::set_permissions(root.join("inv"), fs::Permissions::from_mode(0o755)).unwrap();
+        fs::write(root.join("site.yml"), "- hosts: all\n").unwrap();
+        let machinefile = root.join("Machinefile");
+        fs::write(
+            &machinefile,
+            "name: copy\nnetwork: {subnet: 10.99.0.0/24}\nmachines:\n  - {name: a, ip: 10.99.0.11}\n\
+             provision: {playbook: site.yml, inventory_path: inv/hosts}\n",
+        )
+        .unwrap();
+        let mut ws = Workspace::load(Some(&machinefile)).unwrap();
+        ws.data_dir = root.join("data");
+        (root, ws)
+    }
+
+    #[test]
+    fn the_inventory_copy_leaves_its_folder_mode_alone() {
+        let (root, ws) = project();
+        write_generated(&ws, &State::default()).unwrap();
+        let mode = fs::metadata(root.join("inv")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+        assert!(crate::manifest::is_generated(&root.join("inv/hosts")));
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn a_file_put_there_after_validation_is_not_overwritten() {
+        let (root, ws) = project();
+        fs::write(root.join("inv/hosts"), "[mine]\nhost1\n").unwrap();
+        let err = format!("{:#}", write_generated(&ws, &State::default()).unwrap_err());
+        assert!(
+            err.contains("envctl did not write it") && err.contains("not your own inventory"),
+            "{err}"
+        );
+        assert_eq!(
+            fs::read_to_string(root.join("inv/hosts")).unwrap(),
+            "[mine]\nhost1\n"
+        );
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn destroy_removes_only_envctls_copy() {
+        let (root, mut ws) = project();
+        fs::write(root.join("inv/hosts"), "[mine]\nhost1\n").unwrap();
+        ws.fake = Some(Arc::new(FakeProvider::default()));
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(super::super::destroy(&ws, &[])).unwrap();
+        assert_eq!(
+            fs::read_to_string(root.join("inv/hosts")).unwrap(),
+            "[mine]\nhost1\n"
+        );
+        fs::remove_dir_all(root).unwrap();
+    }
 }

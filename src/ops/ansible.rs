@@ -34,12 +34,13 @@ const PROMPTING_ARGS: &[&str] = &[
 ];
 
 /// Runs the playbook once on `machines` (no `--limit` when they are all of them),
-/// streaming its output.
+/// streaming its output. Returns the machines Ansible played (see `play_recap`): a
+/// machine no play matched was not provisioned, whatever the exit status says.
 pub(super) async fn run(
     session: &Session<'_>,
     options: &Provision,
     machines: &[String],
-) -> Result<()> {
+) -> Result<Vec<String>> {
     let ws = session.ws;
     let every_machine = machines.len() == ws.manifest.machines.len();
     let names: &[String] = if every_machine { &[] } else { machines };
@@ -116,6 +117,7 @@ pub(super) async fn run(
             .arg(format!("@{}", ws.state_dir.extra_vars().display()));
     }
     command.args(&options.ansible_args).arg(&options.playbook);
+    super::play_recap::log_to(&mut command, &ws.state_dir)?;
     output::verbose(&format!("running {:?}", command.as_std()));
     let mut child = command.spawn().context("running ansible-playbook")?;
     let status = match interrupt::cancellable(child.wait()).await {
@@ -137,7 +139,7 @@ pub(super) async fn run(
              run `envctl provision`"
         );
     }
-    Ok(())
+    super::play_recap::played(&ws.state_dir, machines)
 }
 
 /// Settings that speed Ansible up and leave a playbook's meaning alone: as many forks as

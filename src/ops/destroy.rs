@@ -39,8 +39,11 @@ pub async fn destroy(ws: &Workspace, names: &[String]) -> Result<()> {
         }
     }
     if whole {
+        // Only envctl's own copy: a file put there since is the user's.
         if let Some(path) = extra_inventory_path(ws) {
-            std::fs::remove_file(&path).ok();
+            if crate::manifest::is_generated(&path) {
+                std::fs::remove_file(&path).ok();
+            }
         }
         ws.state_dir.remove()?;
         session.forget();

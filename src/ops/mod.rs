@@ -12,6 +12,7 @@ mod global_status;
 mod halt;
 mod host_ports;
 mod ownership;
+mod play_recap;
 #[cfg(test)]
 mod privacy_tests;
 mod provision;

@@ -181,17 +181,22 @@ pub fn plan<'m>(
 pub(super) async fn run(session: &mut Session<'_>, steps: &[Step<'_>]) -> Result<()> {
     // The inventory file follows the Machinefile, which may have changed since `up`.
     super::access::write_generated(session.ws, &session.state)?;
+    let mut not_played: Vec<String> = Vec::new();
     for step in steps {
         let name = &step.provisioner.name;
         output::status(
             "Provisioning",
             &format!("{name} on {}", step.machines.join(", ")),
         );
-        match &step.provisioner.action {
+        let done = match &step.provisioner.action {
             Action::Ansible(options) => ansible::run(session, options, &step.machines).await?,
-            action => on_each_machine(session, name, action, &step.machines).await?,
-        }
-        for machine in &step.machines {
+            action => {
+                on_each_machine(session, name, action, &step.machines).await?;
+                step.machines.clone()
+            }
+        };
+        not_played.extend(step.machines.iter().filter(|m| !done.contains(m)).cloned());
+        for machine in &done {
             if let Some(record) = session.state.machines.get_mut(machine) {
                 record.provisioners.insert(name.clone());
             }
@@ -199,6 +204,9 @@ pub(super) async fn run(session: &mut Session<'_>, steps: &[Step<'_>]) -> Result
         session.save()?;
     }
     for machine in session.selected_names() {
+        if not_played.contains(&machine) {
+            continue;
+        }
         if let Some(record) = session.state.machines.get_mut(&machine) {
             record.provisioned = true;
         }

@@ -64,10 +64,14 @@ impl Seed<'_> {
             // A box that already has the user (Vagrant's convention plus cloud-init) may
             // trust Vagrant's insecure key: drop every key it had before cloud-init adds
             // ours, once per instance so a reboot keeps ours.
+            // Any other account the box made to trust Vagrant's insecure key loses it too.
             "bootcmd": [[
                 "cloud-init-per", "instance", "envctl-forget-box-keys", "sh", "-c",
                 "home=$(getent passwd \"$1\" | cut -d: -f6); [ -z \"$home\" ] || rm -f \"$home/.ssh/authorized_keys\"",
                 "sh", machine.user,
+            ], [
+                "cloud-init-per", "instance", "envctl-forget-insecure-keys", "sh", "-c",
+                envctl_provider::vagrant_keys::forget_insecure_keys_step(),
             ]],
             "users": [{
                 "name": machine.user,

@@ -8,6 +8,7 @@ mod error;
 mod owner;
 pub mod routes;
 mod spec;
+pub mod vagrant_keys;
 
 use std::future::Future;
 

@@ -23,6 +23,12 @@ use crate::state::{write_private, StateDir};
 const ENV: &str = "ready";
 
 /// The fake box. Its tag is the hash of this text, so it is built once per change.
+
+/// A key of the box's other account, `ops`, which it trusts beside Vagrant's insecure
+/// keys: bootstrap must take those away from it and leave this one.
+const OPS_KEY: &str =
+    "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpsOwnKeyOfTheBoxNotVagrantsAtAll ops@box";
+
 fn dockerfile() -> String {
     let keys = [
         include_str!("../../../images/libvirt-box/vagrant-insecure-keys/vagrant.pub.ed25519"),
@@ -40,6 +46,9 @@ RUN useradd -m -s /bin/bash vagrant && usermod -p '*' vagrant \
  && install -d -m 0700 -o vagrant -g vagrant /home/vagrant/.ssh \
  && printf '%s\n' {keys} > /home/vagrant/.ssh/authorized_keys \
  && chown vagrant:vagrant /home/vagrant/.ssh/authorized_keys && chmod 0600 /home/vagrant/.ssh/authorized_keys \
+ && useradd -m -s /bin/bash ops && install -d -m 0700 -o ops -g ops /home/ops/.ssh \
+ && printf '%s\n' {keys} '{OPS_KEY}' > /home/ops/.ssh/authorized_keys \
+ && chown ops:ops /home/ops/.ssh/authorized_keys && chmod 0600 /home/ops/.ssh/authorized_keys \
  && rm -f /etc/ssh/ssh_host_* \
  && ssh-keygen -q -t ed25519 -N '' -f /etc/ssh/ssh_host_ed25519_key \
  && ssh-keygen -q -t ecdsa -N '' -f /etc/ssh/ssh_host_ecdsa_key \
@@ -282,7 +291,8 @@ async fn cut_then_bootstrap(lab: &Lab, spec: &MachineSpec, cut: usize, retry: Re
 }
 
 /// Pinned login works, only the environment's key is authorized (and sshd, reloaded,
-/// offers nothing but keys), hostname set, only the generated host key, marker present.
+/// offers nothing but keys), another account's trust of Vagrant's insecure key gone but
+/// its own key kept, hostname set, only the generated host key, marker present.
 async fn assert_machine_of_the_environment(
     lab: &Lab,
     target: &SshTarget<'_>,
@@ -293,7 +303,8 @@ async fn assert_machine_of_the_environment(
 ) {
     let pinned = ssh::args(&Connection::pinned(target, creds), Mode::Batch).unwrap();
     let probe = "cat ~/.ssh/authorized_keys; echo --; cat /etc/hostname; hostname; echo --; \
-                 cat /var/lib/envctl/bootstrap; echo --; ls /etc/ssh/ssh_host_*";
+                 cat /var/lib/envctl/bootstrap; echo --; ls /etc/ssh/ssh_host_*; echo --; \
+                 sudo cat /home/ops/.ssh/authorized_keys";
     let seen = ssh::run(&pinned, probe, b"", Duration::from_secs(30))
         .await
         .unwrap();
@@ -305,7 +316,7 @@ async fn assert_machine_of_the_environment(
     );
     let short = &spec.name;
     let want = format!(
-        "{}\n--\n{short}\n{short}\n--\n{}\n--\n/etc/ssh/ssh_host_ed25519_key\n/etc/ssh/ssh_host_ed25519_key.pub\n",
+        "{}\n--\n{short}\n{short}\n--\n{}\n--\n/etc/ssh/ssh_host_ed25519_key\n/etc/ssh/ssh_host_ed25519_key.pub\n--\n{OPS_KEY}\n",
         spec.authorized_key,
         script.marker()
     );

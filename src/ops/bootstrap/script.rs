@@ -4,6 +4,7 @@
 //! before the host key changes, files are replaced by rename (never left empty), and the
 //! marker that says "done" is written last.
 
+use envctl_provider::vagrant_keys::forget_insecure_keys_step;
 use envctl_provider::{GuestAddress, MachineSpec};
 
 use crate::ssh;
@@ -26,6 +27,9 @@ impl Script {
     pub(super) fn new(spec: &MachineSpec, guest_address: Option<&GuestAddress>) -> Script {
         let mut steps = vec![
             ("authorize", authorize(spec)),
+            // Whatever user the Machinefile logs in as, no account keeps trusting the
+            // key the whole world has.
+            ("forget_insecure_keys", forget_insecure_keys_step()),
             ("host_key", host_key(spec)),
             ("sshd_config", SSHD_CONFIG.to_string()),
             ("hostname", hostname(spec)),

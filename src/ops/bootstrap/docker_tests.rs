@@ -22,13 +22,12 @@ use crate::state::{write_private, StateDir};
 
 const ENV: &str = "ready";
 
-/// The fake box. Its tag is the hash of this text, so it is built once per change.
-
 /// A key of the box's other account, `ops`, which it trusts beside Vagrant's insecure
 /// keys: bootstrap must take those away from it and leave this one.
 const OPS_KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOpsOwnKeyOfTheBoxNotVagrantsAtAll ops@box";
 
+/// The fake box. Its tag is the hash of this text, so it is built once per change.
 fn dockerfile() -> String {
     let keys = [
         include_str!("../../../images/libvirt-box/vagrant-insecure-keys/vagrant.pub.ed25519"),

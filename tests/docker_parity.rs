@@ -1,0 +1,78 @@
+//! The parity playbook (`tests/parity/`) on the real Docker Engine, through `envctl up`:
+//! containers that boot systemd run a playbook that installs, configures, restarts and
+//! checks a real service exactly as VMs do (`libvirt_e2e.rs` runs the same playbook on
+//! libvirt), and the service comes back by itself after `halt` and `up`. Subnet
+//! 10.231.21.0/24.
+
+mod common;
+
+use common::parity::{self, PORT};
+use common::{page_from_host, page_from_machine, require_ansible, require_docker, TestEnv};
+
+/// Name, address, hostname.
+const MACHINES: [(&str, &str, &str); 2] = [
+    ("p1", "10.231.21.11", "p1.parity.test"),
+    ("p2", "10.231.21.12", "p2.parity.test"),
+];
+
+fn machinefile() -> String {
+    let mut text = String::from("name: parity\nnetwork: {subnet: 10.231.21.0/24}\nmachines:\n");
+    for (name, ip, hostname) in MACHINES {
+        text.push_str(&format!(
+            "  - {{name: {name}, ip: {ip}, hostname: {hostname}}}\n"
+        ));
+    }
+    text.push_str(&format!(
+        "provision:\n  playbook: {}\n",
+        parity::playbook().display()
+    ));
+    text
+}
+
+/// Each machine's page answers the host at its address and the other machine at its
+/// hostname, with the configuration the handler put in force.
+fn assert_pages_answer(env: &TestEnv) {
+    for (index, (name, ip, _)) in MACHINES.iter().enumerate() {
+        let expected = format!("machine {name} ({}", MACHINES[index].2);
+        let page = page_from_host(ip, PORT, &expected);
+        assert!(page.contains("stage 2"), "{name} from the host: {page}");
+        let (asker, ..) = MACHINES[(index + 1) % MACHINES.len()];
+        let url = format!("http://{}:{PORT}/", MACHINES[index].2);
+        let page = page_from_machine(env, asker, &url, &expected);
+        assert!(page.contains("stage 2"), "{name} from {asker}: {page}");
+    }
+}
+
+#[test]
+fn docker_parity_playbook_passes_and_its_service_survives_halt_and_up() {
+    require_docker();
+    require_ansible();
+    let env = TestEnv::copy_of("example", |_| machinefile());
+    let names: Vec<&str> = MACHINES.iter().map(|(name, ..)| *name).collect();
+
+    // `up` runs the parity playbook: every step passes on every machine.
+    env.ok(&["up"]);
+    let facts = parity::checked_facts(&env, &names);
+    for (name, ip, hostname) in MACHINES {
+        let facts = &facts[name];
+        assert_eq!(facts["fqdn"], hostname, "{name}: {facts:#}");
+        assert_eq!(facts["hostname"], name, "{name}: {facts:#}");
+        assert_eq!(facts["ip"], ip, "{name}: {facts:#}");
+        assert_eq!(facts["user"], "vagrant", "{name}: {facts:#}");
+    }
+    assert_pages_answer(&env);
+
+    // halt stops systemd; up (no provisioning) boots it again and lighttpd, enabled at
+    // boot, starts by itself with the configuration of stage 2.
+    env.ok(&["halt"]);
+    assert!(
+        env.states().iter().all(|(_, state)| state == "stopped"),
+        "{:?}",
+        env.states()
+    );
+    env.ok(&["up", "--no-provision"]);
+    assert_pages_answer(&env);
+    for name in names {
+        assert_eq!(env.ssh(name, "systemctl is-active lighttpd"), "active");
+    }
+}

@@ -212,6 +212,7 @@ mod tests {
             groups: groups.iter().map(|g| g.to_string()).collect(),
             vars: serde_json::from_value(vars).unwrap(),
             docker: DockerImage::DefaultRecipe,
+            docker_init: envctl_provider::Init::Systemd,
             libvirt_box: None,
             virtualbox_box: None,
         }

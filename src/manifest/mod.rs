@@ -15,7 +15,7 @@ use std::fmt;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use envctl_provider::{NetworkSpec, ProviderKind};
+use envctl_provider::{Init, NetworkSpec, ProviderKind};
 
 pub use validate::parse;
 
@@ -52,6 +52,8 @@ pub struct Machine {
     /// Ansible host vars, in the order of their names.
     pub vars: BTreeMap<String, serde_json::Value>,
     pub docker: DockerImage,
+    /// What a container runs as PID 1 (`docker.init`); VMs ignore it.
+    pub docker_init: Init,
     pub libvirt_box: Option<String>,
     pub virtualbox_box: Option<String>,
 }

@@ -56,6 +56,7 @@ pub struct RawMachine {
 pub struct RawDocker {
     pub image: Option<String>,
     pub build: Option<String>,
+    pub init: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,7 +105,7 @@ pub const KNOWN_FIELDS: &[(&str, &[&str])] = &[
         "defaults",
         &["cpus", "memory", "user", "docker", "libvirt", "virtualbox"],
     ),
-    ("defaults.docker", &["image", "build"]),
+    ("defaults.docker", &["image", "build", "init"]),
     ("defaults.libvirt", &["box", "uri", "accel"]),
     ("defaults.virtualbox", &["box"]),
     (
@@ -122,7 +123,7 @@ pub const KNOWN_FIELDS: &[(&str, &[&str])] = &[
             "virtualbox",
         ],
     ),
-    ("machines.*.docker", &["image", "build"]),
+    ("machines.*.docker", &["image", "build", "init"]),
     ("machines.*.libvirt", &["box"]),
     ("machines.*.virtualbox", &["box"]),
     (

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
-use envctl_provider::{NetworkSpec, ProviderKind};
+use envctl_provider::{Init, NetworkSpec, ProviderKind};
 use ipnetwork::Ipv4Network;
 
 use super::lines::{LineIndex, MAX_DEPTH};
@@ -128,8 +128,14 @@ impl Problems<'_> {
     }
 
     fn machine(&mut self, index: usize, label: &str, field: &str, message: impl Into<String>) {
+        // A value the machine inherits stands under `defaults`, not under the machine.
+        let path = if field.starts_with("defaults.") {
+            field.to_string()
+        } else {
+            format!("machines.{index}.{field}")
+        };
         self.list.push(Problem {
-            line: self.lines.line_of(&format!("machines.{index}.{field}")),
+            line: self.lines.line_of(&path),
             machine: Some(label.to_string()),
             field: field.to_string(),
             message: message.into(),
@@ -525,15 +531,19 @@ fn machine(
     let groups = groups(raw, check);
     let vars = vars(&raw.vars, check);
     let docker = docker_image(
-        raw.docker.as_ref().or(manifest.defaults.docker.as_ref()),
-        if raw.docker.is_some() {
-            "docker"
-        } else {
-            "defaults.docker"
-        },
+        raw.docker.as_ref(),
+        manifest.defaults.docker.as_ref(),
         dir,
         check,
     );
+    let docker_init = docker.as_ref().and_then(|image| {
+        docker_init(
+            raw.docker.as_ref(),
+            manifest.defaults.docker.as_ref(),
+            image,
+            check,
+        )
+    });
     let libvirt_box = raw
         .libvirt
         .as_ref()
@@ -566,6 +576,7 @@ fn machine(
         groups: groups?,
         vars: vars?,
         docker: docker?,
+        docker_init: docker_init?,
         libvirt_box,
         virtualbox_box,
     })
@@ -644,14 +655,20 @@ fn to_json_vars(
     Ok(vars)
 }
 
+/// The machine's image: what its own `docker` names, else what `defaults.docker` names,
+/// else envctl's recipe. `init` is merged on its own (see [`docker_init`]), so a machine
+/// can change its init and keep the default image, or the other way round.
 fn docker_image(
-    raw: Option<&RawDocker>,
-    field: &str,
+    own: Option<&RawDocker>,
+    defaults: Option<&RawDocker>,
     dir: &Path,
     check: &mut MachineCheck,
 ) -> Option<DockerImage> {
-    let Some(raw) = raw else {
-        return Some(DockerImage::DefaultRecipe);
+    let names_image = |raw: &&RawDocker| raw.image.is_some() || raw.build.is_some();
+    let (raw, field) = match (own.filter(names_image), defaults.filter(names_image)) {
+        (Some(raw), _) => (raw, "docker"),
+        (None, Some(raw)) => (raw, "defaults.docker"),
+        (None, None) => return Some(DockerImage::DefaultRecipe),
     };
     match (&raw.image, &raw.build) {
         (Some(_), Some(_)) => {
@@ -675,6 +692,38 @@ fn docker_image(
             Some(DockerImage::Build(folder))
         }
         (None, None) => Some(DockerImage::DefaultRecipe),
+    }
+}
+
+/// What a container runs as PID 1: the machine's `docker.init`, else the default's, else
+/// systemd for envctl's own recipe (which has it) and `sshd` for a user's image, which
+/// may not. Whether a user's image really has systemd is the backend's check, made
+/// before anything is created.
+fn docker_init(
+    own: Option<&RawDocker>,
+    defaults: Option<&RawDocker>,
+    image: &DockerImage,
+    check: &mut MachineCheck,
+) -> Option<Init> {
+    let (text, field) = match (
+        own.and_then(|raw| raw.init.as_ref()),
+        defaults.and_then(|raw| raw.init.as_ref()),
+    ) {
+        (Some(text), _) => (text, "docker.init"),
+        (None, Some(text)) => (text, "defaults.docker.init"),
+        (None, None) if *image == DockerImage::DefaultRecipe => return Some(Init::Systemd),
+        (None, None) => return Some(Init::Sshd),
+    };
+    match text.as_str() {
+        "systemd" => Some(Init::Systemd),
+        "sshd" => Some(Init::Sshd),
+        other => {
+            check.fail(
+                field,
+                format!("`{other}` is not an init envctl knows: use `systemd` (services, as in a VM) or `sshd` (sshd alone)"),
+            );
+            None
+        }
     }
 }
 

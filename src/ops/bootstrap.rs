@@ -291,6 +291,7 @@ mod tests {
                 private_openssh: "-----BEGIN OPENSSH PRIVATE KEY-----\nSECRET\n-----END OPENSSH PRIVATE KEY-----\n".into(),
                 public_openssh: "ssh-ed25519 AAAAhost".into(),
             },
+            init: envctl_provider::Init::default(),
         }
     }
 

@@ -132,6 +132,7 @@ fn machine_spec(
         image,
         authorized_key: keypair.public_openssh.clone(),
         host_key,
+        init: machine.docker_init,
     })
 }
 

@@ -14,13 +14,14 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use envctl_provider::{
-    Access, EnvironmentSpec, MachineSpec, MachineState, MachineStatus, MachineUp, Phase,
+    Access, EnvironmentSpec, Init, MachineSpec, MachineState, MachineStatus, MachineUp, Phase,
     ProviderError, Report, SshEndpoint,
 };
 use futures_util::StreamExt;
 
 use crate::engine::is_not_found;
 use crate::image::image_name;
+use crate::systemd::{self, CgroupHost, CgroupPlan};
 use crate::{labels, DockerProvider};
 
 /// The container's only process. A foreground sshd keeps it up; the options point it at the
@@ -35,20 +36,20 @@ pub(crate) const SSHD_CMD: [&str; 7] = [
     "AuthorizedKeysFile=.ssh/authorized_keys /etc/ssh/authorized_keys/%u",
 ];
 
-/// Seconds `halt` gives sshd to exit before the engine kills it.
-const STOP_TIMEOUT_SECS: i32 = 10;
-
 /// Splits an FQDN into Docker's `Hostname` (first label) and `Domainname` (the rest), which
 /// Docker writes to /etc/hosts as `ip fqdn short` so `hostname -f` prints the FQDN.
 pub(crate) fn split_hostname(fqdn: &str) -> (&str, &str) {
     fqdn.split_once('.').unwrap_or((fqdn, ""))
 }
 
-/// The container that backs `machine`: no mounts, no published ports, not privileged.
+/// The container that backs `machine`: no published ports, not privileged, no added
+/// capability. A systemd machine also gets what systemd needs ([`systemd::apply`]); an
+/// `sshd` machine gets no mount at all.
 pub(crate) fn create_body(
     env: &EnvironmentSpec,
     machine: &MachineSpec,
     image: &str,
+    cgroups: CgroupHost,
 ) -> ContainerCreateBody {
     let (hostname, domainname) = split_hostname(&machine.hostname);
     let endpoint = EndpointSettings {
@@ -59,12 +60,14 @@ pub(crate) fn create_body(
         aliases: Some(machine.aliases.clone()),
         ..Default::default()
     };
-    ContainerCreateBody {
+    let mut labels = labels::machine_labels(env, &machine.name);
+    labels.insert(labels::INIT.to_string(), machine.init.to_string());
+    let mut body = ContainerCreateBody {
         image: Some(image.to_string()),
         hostname: Some(hostname.to_string()),
         domainname: (!domainname.is_empty()).then(|| domainname.to_string()),
         cmd: Some(SSHD_CMD.iter().map(|arg| arg.to_string()).collect()),
-        labels: Some(labels::machine_labels(env, &machine.name)),
+        labels: Some(labels),
         host_config: Some(HostConfig {
             nano_cpus: Some(i64::from(machine.cpus) * 1_000_000_000),
             memory: Some(i64::from(machine.memory_mib) * 1024 * 1024),
@@ -77,7 +80,26 @@ pub(crate) fn create_body(
             endpoints_config: Some(HashMap::from([(env.network_name(), endpoint)])),
         }),
         ..Default::default()
+    };
+    if machine.init == Init::Systemd {
+        systemd::apply(&mut body, &CgroupPlan::new(cgroups, env, &machine.name));
     }
+    body
+}
+
+/// For a systemd machine: whatever the image's own sshd configuration says, its ssh unit
+/// (`ssh` on Debian, `sshd` elsewhere) starts sshd on the files envctl installs, as the
+/// `sshd` mode's command line does. `%` is doubled for systemd's own specifiers.
+fn ssh_unit_dropin() -> String {
+    let options: Vec<String> = SSHD_CMD[3..]
+        .chunks(2)
+        .map(|pair| format!("\"{}{}\"", pair[0], pair[1].replace('%', "%%")))
+        .collect();
+    format!(
+        "# Written by envctl: sshd uses the host key and authorized keys envctl installs.\n\
+         [Service]\nExecStart=\nExecStart=/usr/sbin/sshd -D $SSHD_OPTS {}\n",
+        options.join(" ")
+    )
 }
 
 /// The keys the machine needs before sshd first starts, as a tar to unpack at `/`: the host
@@ -116,6 +138,13 @@ pub(crate) fn key_archive(machine: &MachineSpec) -> io::Result<Vec<u8>> {
     builder.append_data(&mut dir, "etc/ssh/authorized_keys/", io::empty())?;
     let path = format!("etc/ssh/authorized_keys/{user}");
     append_file(&mut builder, &path, 0o644, authorized.as_bytes())?;
+    if machine.init == Init::Systemd {
+        let dropin = ssh_unit_dropin();
+        for unit in ["ssh", "sshd"] {
+            let path = format!("etc/systemd/system/{unit}.service.d/envctl.conf");
+            append_file(&mut builder, &path, 0o644, dropin.as_bytes())?;
+        }
+    }
     builder.into_inner()
 }
 
@@ -218,9 +247,9 @@ impl DockerProvider {
             return Ok(());
         }
         let name = env.resource_name(machine);
-        let options = StopContainerOptionsBuilder::new()
-            .t(STOP_TIMEOUT_SECS)
-            .build();
+        // No time given: the engine waits as long as the container was made to allow, 30 s
+        // for systemd to stop its units in order, Docker's 10 s for a lone sshd.
+        let options = StopContainerOptionsBuilder::new().build();
         match self.docker.stop_container(&name, Some(options)).await {
             Err(err) if !is_not_found(&err) => {
                 Err(self.machine_error(machine, format!("stopping container `{name}`"), err))
@@ -289,12 +318,27 @@ impl DockerProvider {
         machine: &str,
         lines: usize,
     ) -> Option<String> {
+        let name = env.resource_name(machine);
+        let container = self.docker.inspect_container(&name, None).await.ok()?;
+        let boots_systemd = container
+            .config
+            .and_then(|config| config.labels)
+            .and_then(|labels| labels.get(labels::INIT).cloned())
+            .as_deref()
+            == Some(Init::Systemd.as_str());
+        let running = container.state.and_then(|state| state.running) == Some(true);
+        if boots_systemd && running {
+            if let Some(journal) = self.journal_tail(&name, lines).await {
+                return Some(journal);
+            }
+        }
+        // An `sshd` machine, or a systemd one not running: what PID 1 printed.
         let options = LogsOptionsBuilder::new()
             .stdout(true)
             .stderr(true)
             .tail(&lines.to_string())
             .build();
-        let mut stream = self.docker.logs(&env.resource_name(machine), Some(options));
+        let mut stream = self.docker.logs(&name, Some(options));
         let mut text = String::new();
         while let Some(chunk) = stream.next().await {
             text.push_str(&chunk.ok()?.to_string());
@@ -355,10 +399,11 @@ impl DockerProvider {
         })?;
         report.phase(&machine.name, Phase::Creating);
         let image = image_name(&machine.image)?;
+        let cgroups = self.cgroup_host().await?;
         let options = CreateContainerOptionsBuilder::new().name(&name).build();
         let created = self
             .docker
-            .create_container(Some(options), create_body(env, machine, &image))
+            .create_container(Some(options), create_body(env, machine, &image, cgroups))
             .await
             .map_err(|err| {
                 self.machine_error(
@@ -446,6 +491,7 @@ mod tests {
                         .to_string(),
                 public_openssh: "ssh-ed25519 AAAAhost".to_string(),
             },
+            init: envctl_provider::Init::Sshd,
         }
     }
 
@@ -535,7 +581,7 @@ mod tests {
     fn the_container_is_plain_and_on_the_network() {
         let env = env();
         let machine = machine();
-        let body = create_body(&env, &machine, "envctl-debian:0123456789ab");
+        let body = create_body(&env, &machine, "envctl-debian:0123456789ab", V1_CGROUPFS);
         assert_eq!(body.image.as_deref(), Some("envctl-debian:0123456789ab"));
         assert_eq!(body.hostname.as_deref(), Some("web"));
         assert_eq!(body.domainname.as_deref(), Some("demo.example.test"));
@@ -561,9 +607,51 @@ mod tests {
         assert_eq!(endpoint.aliases.as_ref(), Some(&machine.aliases));
     }
 
+    const V1_CGROUPFS: CgroupHost = CgroupHost {
+        version: systemd::CgroupVersion::V1,
+        systemd_driver: false,
+    };
+
+    /// systemd gets its command, signal, grace period, tmpfs and one writable cgroup
+    /// subtree, and nothing that makes it privileged.
+    #[test]
+    fn a_systemd_machine_boots_unprivileged() {
+        let mut machine = machine();
+        machine.init = Init::Systemd;
+        let body = create_body(&env(), &machine, "envctl-debian:0123456789ab", V1_CGROUPFS);
+        assert_eq!(body.cmd.as_deref().unwrap(), ["/lib/systemd/systemd"]);
+        assert_eq!(body.stop_signal.as_deref(), Some("SIGRTMIN+3"));
+        assert_eq!(body.stop_timeout, Some(30));
+        assert_eq!(body.labels.unwrap()[labels::INIT], "systemd");
+        let host = body.host_config.unwrap();
+        assert_eq!(host.privileged, Some(false));
+        assert!(host.cap_add.is_none() && host.security_opt.is_none() && host.devices.is_none());
+        let mut tmpfs: Vec<String> = host.tmpfs.unwrap().into_keys().collect();
+        tmpfs.sort();
+        assert_eq!(tmpfs, ["/run", "/run/lock"]);
+        assert_eq!(
+            host.binds.unwrap(),
+            ["/sys/fs/cgroup/systemd/envctl_id_demo_web:/sys/fs/cgroup/systemd:rw"]
+        );
+        assert_eq!(host.cgroup_parent.as_deref(), Some("/envctl_id_demo_web"));
+    }
+
+    /// The ssh unit's drop-in starts sshd on envctl's files; `%u` reaches sshd as `%u`.
+    #[test]
+    fn a_systemd_machine_gets_an_ssh_unit_dropin() {
+        let mut machine = machine();
+        machine.init = Init::Systemd;
+        let archive = key_archive(&machine).unwrap();
+        let paths: Vec<String> = entries(&archive).into_iter().map(|e| e.0).collect();
+        assert!(paths.contains(&"etc/systemd/system/ssh.service.d/envctl.conf".to_string()));
+        assert!(paths.contains(&"etc/systemd/system/sshd.service.d/envctl.conf".to_string()));
+        let dropin = ssh_unit_dropin();
+        assert!(dropin.contains("ExecStart=\nExecStart=/usr/sbin/sshd -D $SSHD_OPTS \"-oHostKey=/etc/ssh/ssh_host_ed25519_key\" \"-oAuthorizedKeysFile=.ssh/authorized_keys /etc/ssh/authorized_keys/%%u\""), "{dropin}");
+    }
+
     #[test]
     fn no_secret_in_the_container_spec() {
-        let body = create_body(&env(), &machine(), "debian:bookworm");
+        let body = create_body(&env(), &machine(), "debian:bookworm", V1_CGROUPFS);
         let spec = format!("{body:?}");
         assert!(
             !spec.contains("SECRET") && !spec.contains("PRIVATE KEY"),

@@ -13,6 +13,8 @@ pub const ENV_ID: &str = "envctl.env-id";
 pub const PROJECT: &str = "envctl.project";
 /// The machine a container backs.
 pub const MACHINE: &str = "envctl.machine";
+/// What the container runs as PID 1 (`systemd` or `sshd`), for its log and its halt.
+pub const INIT: &str = "envctl.init";
 /// The recipe an image was built from.
 pub const RECIPE: &str = "envctl.recipe";
 

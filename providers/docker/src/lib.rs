@@ -11,6 +11,7 @@ mod holdings;
 mod image;
 pub mod labels;
 mod network;
+mod systemd;
 
 use bollard::Docker;
 use envctl_provider::{
@@ -25,6 +26,8 @@ pub struct DockerProvider {
     docker: Docker,
     /// Where the engine was reached, as the user would name it.
     endpoint: String,
+    /// How the engine runs cgroups, asked the first time a systemd machine needs it.
+    cgroup_host: tokio::sync::OnceCell<systemd::CgroupHost>,
 }
 
 impl DockerProvider {
@@ -45,6 +48,7 @@ impl DockerProvider {
         Ok(DockerProvider {
             docker,
             endpoint: host.to_string(),
+            cgroup_host: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -90,6 +94,9 @@ impl Provider for DockerProvider {
         report: &dyn Report,
     ) -> Result<(), ProviderError> {
         self.build_images(machines, report).await?;
+        // Recipes are built by now, so every image can be looked into before the network
+        // or any machine is made.
+        self.check_systemd_images(machines).await?;
         self.ensure_network(env, machines, report).await
     }
 

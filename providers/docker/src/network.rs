@@ -534,6 +534,7 @@ mod tests {
                 private_openssh: String::new(),
                 public_openssh: String::new(),
             },
+            init: envctl_provider::Init::Sshd,
         };
         let machines = [machine("web", "10.1.0.10"), machine("db", "10.1.0.11")];
         let attached = |list: &[(&str, &str)]| -> Vec<(String, Ipv4Addr)> {

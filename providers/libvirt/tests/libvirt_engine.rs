@@ -529,6 +529,7 @@ fn machine(
             private_openssh: String::new(),
             public_openssh: String::new(),
         },
+        init: envctl_provider::Init::default(),
     }
 }
 

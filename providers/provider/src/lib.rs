@@ -15,7 +15,7 @@ pub use error::{BoxError, ProviderError};
 pub use owner::{group_holdings, Holding, Owner};
 pub use spec::{
     Access, BoxImage, BuildRecipe, Capabilities, EnvironmentSpec, GuestAddress, HostKey, ImageKind,
-    ImageSource, MachineSpec, MachineState, MachineStatus, MachineUp, NetworkSpec, Phase,
+    ImageSource, Init, MachineSpec, MachineState, MachineStatus, MachineUp, NetworkSpec, Phase,
     ProviderKind, SshEndpoint,
 };
 

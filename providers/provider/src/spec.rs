@@ -115,6 +115,34 @@ pub struct MachineSpec {
     /// The environment's provisioning public key, one OpenSSH line.
     pub authorized_key: String,
     pub host_key: HostKey,
+    /// What runs as the machine's first process. Only containers have a choice: a VM
+    /// always boots its box's own init.
+    pub init: Init,
+}
+
+/// A container's first process.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Init {
+    /// systemd as PID 1, as in a VM: services, journald, graceful shutdown.
+    #[default]
+    Systemd,
+    /// `sshd -D` alone in the foreground: lighter, but no service manager.
+    Sshd,
+}
+
+impl Init {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Init::Systemd => "systemd",
+            Init::Sshd => "sshd",
+        }
+    }
+}
+
+impl fmt::Display for Init {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Where a machine's root file system comes from.

@@ -1,6 +1,8 @@
 //! What the Docker engine tests share: test keys and machines, a bare client to look
 //! behind the provider's back, ssh logins, and the cleanup that runs even when a test fails.
 
+#![allow(dead_code)] // Each test binary uses its own part of this module.
+
 use std::collections::HashMap;
 use std::io::Read;
 use std::net::{Ipv4Addr, TcpStream};
@@ -191,6 +193,7 @@ pub fn machine(env: &EnvironmentSpec, name: &str, host: u32, image: ImageSource)
             private_openssh: HOST_KEY.to_string(),
             public_openssh: HOST_KEY_PUB.to_string(),
         },
+        init: envctl_provider::Init::Sshd,
     }
 }
 

@@ -46,6 +46,7 @@ fn machine(name: &str, hostname: &str, ip: &str) -> MachineSpec {
             private_openssh: String::new(),
             public_openssh: String::new(),
         },
+        init: envctl_provider::Init::default(),
     }
 }
 

@@ -26,6 +26,7 @@ fn machine() -> MachineSpec {
                     .into(),
             public_openssh: "ssh-ed25519 AAAAhost".into(),
         },
+        init: envctl_provider::Init::default(),
     }
 }
 

@@ -235,6 +235,7 @@ pub fn example_in(
             private_openssh: "unused".to_string(),
             public_openssh: "ssh-ed25519 AAAAhost".to_string(),
         },
+        init: envctl_provider::Init::default(),
     };
     let machines = vec![
         machine("web1", 11, 512),

@@ -2,7 +2,7 @@
 //! containers that boot systemd run a playbook that installs, configures, restarts and
 //! checks a real service exactly as VMs do (`libvirt_e2e.rs` runs the same playbook on
 //! libvirt), and the service comes back by itself after `halt` and `up`. Subnet
-//! 10.231.21.0/24.
+//! 10.231.47.0/24.
 
 mod common;
 
@@ -11,12 +11,12 @@ use common::{page_from_host, page_from_machine, require_ansible, require_docker,
 
 /// Name, address, hostname.
 const MACHINES: [(&str, &str, &str); 2] = [
-    ("p1", "10.231.21.11", "p1.parity.test"),
-    ("p2", "10.231.21.12", "p2.parity.test"),
+    ("p1", "10.231.47.11", "p1.parity.test"),
+    ("p2", "10.231.47.12", "p2.parity.test"),
 ];
 
 fn machinefile() -> String {
-    let mut text = String::from("name: parity\nnetwork: {subnet: 10.231.21.0/24}\nmachines:\n");
+    let mut text = String::from("name: parity\nnetwork: {subnet: 10.231.47.0/24}\nmachines:\n");
     for (name, ip, hostname) in MACHINES {
         text.push_str(&format!(
             "  - {{name: {name}, ip: {ip}, hostname: {hostname}}}\n"

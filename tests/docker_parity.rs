@@ -62,7 +62,7 @@ fn docker_parity_playbook_passes_and_its_service_survives_halt_and_up() {
     }
     assert_pages_answer(&env);
 
-    // halt stops systemd; up (no provisioning) boots it again and lighttpd, enabled at
+    // halt stops systemd; up (no provisioning) boots it again and nginx, enabled at
     // boot, starts by itself with the configuration of stage 2.
     env.ok(&["halt"]);
     assert!(
@@ -73,6 +73,6 @@ fn docker_parity_playbook_passes_and_its_service_survives_halt_and_up() {
     env.ok(&["up", "--no-provision"]);
     assert_pages_answer(&env);
     for name in names {
-        assert_eq!(env.ssh(name, "systemctl is-active lighttpd"), "active");
+        assert_eq!(env.ssh(name, "systemctl is-active nginx"), "active");
     }
 }

@@ -29,6 +29,9 @@ pub fn run_playbook(env: &TestEnv, playbook: &Path) -> Output {
         .current_dir(&env.dir)
         .env("ANSIBLE_HOST_KEY_CHECKING", "True")
         .env("ANSIBLE_RETRY_FILES_ENABLED", "False")
+        // As environments/example/ansible.cfg: VMs under TCG answer slowly.
+        .env("ANSIBLE_TIMEOUT", "60")
+        .env("ANSIBLE_PIPELINING", "True")
         .stdin(Stdio::null())
         .output()
         .unwrap()
@@ -54,7 +57,7 @@ pub fn facts(env: &TestEnv, machine: &str) -> serde_json::Value {
 }
 
 /// Each machine's recorded facts, by name, after checking what every run must show:
-/// systemd manages services, lighttpd starts at boot, the machine's manifest address is
+/// systemd manages services, nginx starts at boot, the machine's manifest address is
 /// on it, and the next machine answered by hostname with its page of stage 2.
 pub fn checked_facts(env: &TestEnv, machines: &[&str]) -> BTreeMap<String, serde_json::Value> {
     let mut all = BTreeMap::new();
@@ -62,7 +65,7 @@ pub fn checked_facts(env: &TestEnv, machines: &[&str]) -> BTreeMap<String, serde
         let facts = facts(env, machine);
         let field = |name: &str| facts[name].as_str().unwrap_or_default().to_string();
         assert_eq!(field("service_mgr"), "systemd", "{machine}: {facts:#}");
-        assert_eq!(field("lighttpd_enabled"), "enabled", "{machine}: {facts:#}");
+        assert_eq!(field("nginx_enabled"), "enabled", "{machine}: {facts:#}");
         assert_eq!(field("sudo"), "passwordless", "{machine}: {facts:#}");
         assert_eq!(facts["ip_on_machine"], true, "{machine}: {facts:#}");
         let page = field("peer_page");

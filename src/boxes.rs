@@ -83,16 +83,27 @@ pub fn find(name: &str, provider: &str) -> Result<Option<InstalledBox>> {
 
 /// Unpacks the `.box` file `file` (tar, gzipped or not) into envctl's store as `name`.
 pub fn add(name: &str, file: &Path, version: &str, force: bool) -> Result<InstalledBox> {
-    if name.is_empty() || name.contains("..") || name.starts_with('/') {
-        bail!("`{name}` cannot name a box");
-    }
-    let store = own_store();
+    add_to(&own_store(), name, file, version, force)
+}
+
+fn add_to(
+    store: &Path,
+    name: &str,
+    file: &Path,
+    version: &str,
+    force: bool,
+) -> Result<InstalledBox> {
+    check_box_name(name)?;
+    check_folder_name("version", version)?;
+    let store = store.to_path_buf();
     fs::create_dir_all(&store).with_context(|| format!("creating {}", store.display()))?;
     let temp = store.join(format!(".adding-{}", std::process::id()));
     let _ = fs::remove_dir_all(&temp);
     let result = unpack(file, &temp).and_then(|()| {
         let provider = read_provider(&temp)
             .with_context(|| format!("{} is not a Vagrant box", file.display()))?;
+        check_folder_name("provider (from its metadata.json)", &provider)
+            .with_context(|| format!("{} cannot be added", file.display()))?;
         let dir = store.join(name.replace('/', SLASH)).join(version).join(&provider);
         if dir.exists() {
             if !force {
@@ -139,6 +150,41 @@ pub fn remove(
     Ok(removed)
 }
 
+/// Why `name` cannot name a box in the store, if it cannot: `org/name` or `name`, each
+/// part a plain folder name, since the name becomes folders (`/` as `-VAGRANTSLASH-`).
+fn check_box_name(name: &str) -> Result<()> {
+    if name.contains(SLASH) {
+        bail!("the box name `{name}` holds `{SLASH}`, which the store uses for `/`");
+    }
+    for part in name.split('/') {
+        check_folder_name("box name", part).with_context(|| format!("box `{name}`"))?;
+    }
+    Ok(())
+}
+
+/// Why `part` cannot be one folder of the store, if it cannot. The box's name, version
+/// and provider become folders under the store; `..`, `/`, a leading `.` (hidden, and
+/// skipped when listing) or a control character would put the box elsewhere, or where
+/// `--force` removes something else.
+fn check_folder_name(what: &str, part: &str) -> Result<()> {
+    let plain = !part.is_empty()
+        && part.len() <= 128
+        && !part.starts_with('.')
+        && part
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if !plain {
+        bail!(
+            "the {what} `{}` cannot be a folder of the box store: use letters, digits, `.`, \
+             `_` and `-`, not starting with `.`",
+            part.escape_debug()
+        );
+    }
+    Ok(())
+}
+
+/// Unpacks the box entry by entry, refusing (not skipping) what could write outside
+/// `into` or make a file there stand for one outside it.
 fn unpack(file: &Path, into: &Path) -> Result<()> {
     let mut reader =
         BufReader::new(File::open(file).with_context(|| format!("opening {}", file.display()))?);
@@ -154,10 +200,56 @@ fn unpack(file: &Path, into: &Path) -> Result<()> {
         Box::new(reader)
     };
     fs::create_dir_all(into).with_context(|| format!("creating {}", into.display()))?;
-    // `unpack` refuses entries that would land outside `into`.
-    tar::Archive::new(stream)
-        .unpack(into)
-        .with_context(|| format!("unpacking {}", file.display()))
+    let mut archive = tar::Archive::new(stream);
+    let entries = archive
+        .entries()
+        .with_context(|| format!("reading {}", file.display()))?;
+    for entry in entries {
+        let mut entry = entry.with_context(|| format!("reading {}", file.display()))?;
+        let path = entry.path_bytes().into_owned();
+        let shown = String::from_utf8_lossy(&path).into_owned();
+        check_entry(&entry).with_context(|| format!("{}: entry `{shown}`", file.display()))?;
+        entry
+            .unpack_in(into)
+            .with_context(|| format!("unpacking `{shown}` from {}", file.display()))?;
+    }
+    Ok(())
+}
+
+/// Files, folders, and links to a place below the link, only: a box has no use for
+/// devices or FIFOs, and a link upwards or absolute could make `box.img` stand for any
+/// file of the host that envctl would then upload.
+fn check_entry<R: Read>(entry: &tar::Entry<R>) -> Result<()> {
+    let path = entry.path().context("its path cannot be read")?;
+    if !is_downward(&path) {
+        bail!("is absolute or climbs out with `..`");
+    }
+    let kind = entry.header().entry_type();
+    // A pax global header (`git archive` writes one) carries settings, not a file.
+    if kind.is_file() || kind.is_dir() || kind.is_pax_global_extensions() {
+        return Ok(());
+    }
+    if kind.is_symlink() || kind.is_hard_link() {
+        let target = entry
+            .link_name()
+            .context("its link target cannot be read")?
+            .context("is a link to nothing")?;
+        if !is_downward(&target) || target.as_os_str().is_empty() {
+            bail!(
+                "links to `{}`: only links to a place below the link are unpacked",
+                target.display()
+            );
+        }
+        return Ok(());
+    }
+    bail!("is a {kind:?} entry, which a box has no use for")
+}
+
+/// Relative, and made only of names and `.`: it cannot leave the folder it starts in.
+fn is_downward(path: &Path) -> bool {
+    use std::path::Component;
+    path.components()
+        .all(|part| matches!(part, Component::Normal(_) | Component::CurDir))
 }
 
 fn read_provider(dir: &Path) -> Result<String> {
@@ -320,6 +412,174 @@ mod tests {
         assert!(remove("nope", None, None).is_err());
         assert!(add("x", Path::new("/no/such.box"), "0", false).is_err());
         fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// A scratch folder holding a `store/` and a `victim/` beside it that nothing may touch.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(label: &str) -> Scratch {
+            let root = std::env::temp_dir().join(format!(
+                "envctl-hostile-box-{label}-{}",
+                crate::keys::random_id()
+            ));
+            fs::create_dir_all(root.join("victim")).unwrap();
+            fs::write(root.join("victim/keep"), "keep").unwrap();
+            Scratch(root)
+        }
+
+        fn store(&self) -> PathBuf {
+            self.0.join("store")
+        }
+
+        /// Fails unless `victim/` is as it was and nothing new sits beside the store.
+        fn assert_untouched(&self) {
+            assert_eq!(
+                fs::read_to_string(self.0.join("victim/keep")).unwrap(),
+                "keep"
+            );
+            let mut names: Vec<String> = fs::read_dir(&self.0)
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+                .filter(|name| !name.ends_with(".box"))
+                .collect();
+            names.sort();
+            assert!(
+                names == ["store", "victim"] || names == ["victim"],
+                "{names:?}"
+            );
+            let victim: Vec<_> = fs::read_dir(self.0.join("victim")).unwrap().collect();
+            assert_eq!(victim.len(), 1);
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// One raw tar entry: path, kind, link target, body. Names are written into the
+    /// header as they are, as a hostile archive would, past the builder's own checks.
+    type RawEntry<'a> = (&'a str, tar::EntryType, &'a str, &'a str);
+
+    fn raw_box(scratch: &Scratch, entries: &[RawEntry]) -> PathBuf {
+        let file = scratch.0.join(format!("{}.box", crate::keys::random_id()));
+        let mut builder = tar::Builder::new(File::create(&file).unwrap());
+        for (path, kind, link, body) in entries {
+            let mut header = tar::Header::new_old();
+            header.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+            header.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+            header.set_entry_type(*kind);
+            header.set_size(body.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append(&header, body.as_bytes()).unwrap();
+        }
+        builder.into_inner().unwrap();
+        file
+    }
+
+    const METADATA: RawEntry = (
+        "metadata.json",
+        tar::EntryType::Regular,
+        "",
+        r#"{"provider":"libvirt"}"#,
+    );
+
+    #[test]
+    fn names_versions_and_providers_cannot_leave_the_store() {
+        let scratch = Scratch::new("names");
+        let good = raw_box(&scratch, &[METADATA]);
+        for name in [
+            "",
+            "..",
+            "../victim",
+            "a/../../victim",
+            "/abs",
+            "a//b",
+            ".hidden",
+            "a\0b",
+            "a\nb",
+            "x-VAGRANTSLASH-y",
+        ] {
+            let err = add_to(&scratch.store(), name, &good, "0", true).unwrap_err();
+            assert!(format!("{err:#}").contains("box"), "{name:?}: {err:#}");
+        }
+        for version in ["", "..", "../../victim", "1/2", ".1"] {
+            let err = add_to(&scratch.store(), "ok", &good, version, true).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("the version"),
+                "{version:?}: {err:#}"
+            );
+        }
+        for provider in ["../../../victim", "..", "a/b", ""] {
+            let metadata = format!(r#"{{"provider":"{provider}"}}"#);
+            let hostile = raw_box(
+                &scratch,
+                &[("metadata.json", tar::EntryType::Regular, "", &metadata)],
+            );
+            let err = add_to(&scratch.store(), "ok", &hostile, "0", true).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("the provider"),
+                "{provider:?}: {err:#}"
+            );
+        }
+        scratch.assert_untouched();
+        let added = add_to(&scratch.store(), "org/ok", &good, "1.2.3", false).unwrap();
+        assert!(added.dir.starts_with(scratch.store()), "{added:?}");
+    }
+
+    #[test]
+    fn archives_cannot_write_or_link_outside_the_box() {
+        use tar::EntryType::{Block, Fifo, Link, Regular, Symlink};
+        let scratch = Scratch::new("entries");
+        let cases: [(RawEntry, &str); 8] = [
+            (("../../victim/new", Regular, "", "x"), "climbs out"),
+            (("/tmp/abs", Regular, "", "x"), "is absolute"),
+            (("a/../../x", Regular, "", "x"), "climbs out"),
+            (
+                ("box.img", Symlink, "/etc/passwd", ""),
+                "links to `/etc/passwd`",
+            ),
+            (
+                ("box.img", Symlink, "../victim/keep", ""),
+                "links to `../victim/keep`",
+            ),
+            (
+                ("sub/img", Symlink, "../box.img", ""),
+                "links to `../box.img`",
+            ),
+            (("box.img", Link, "../victim/keep", ""), "links to"),
+            (("box.img", Fifo, "", ""), "Fifo"),
+        ];
+        for (entry, words) in cases {
+            let file = raw_box(&scratch, &[METADATA, entry]);
+            let err = add_to(&scratch.store(), "ok", &file, "0", true).unwrap_err();
+            assert!(format!("{err:#}").contains(words), "{entry:?}: {err:#}");
+        }
+        let device = raw_box(&scratch, &[METADATA, ("dev", Block, "", "")]);
+        assert!(add_to(&scratch.store(), "ok", &device, "0", true).is_err());
+        scratch.assert_untouched();
+        // Links below themselves are a box's own business.
+        let linked = raw_box(
+            &scratch,
+            &[
+                METADATA,
+                ("disk/box.img", Regular, "", "disk"),
+                ("box.img", Symlink, "disk/box.img", ""),
+                ("copy.img", Link, "disk/box.img", ""),
+            ],
+        );
+        let added = add_to(&scratch.store(), "ok", &linked, "0", true).unwrap();
+        assert_eq!(
+            fs::read_to_string(added.dir.join("box.img")).unwrap(),
+            "disk"
+        );
+        assert_eq!(
+            fs::read_to_string(added.dir.join("copy.img")).unwrap(),
+            "disk"
+        );
     }
 
     #[test]

@@ -62,6 +62,16 @@ async fn handle_ctrl_c(mut sigint: Signal) {
     }
 }
 
+/// As if Ctrl-C had been pressed once (`true`), or never (`false`): for the verbs' tests,
+/// which take turns while they use it.
+#[cfg(test)]
+pub fn set_requested(pressed: bool) {
+    REQUESTED.store(pressed, Ordering::SeqCst);
+    if pressed {
+        NOTIFY.notify_waiters();
+    }
+}
+
 pub fn requested() -> bool {
     REQUESTED.load(Ordering::SeqCst)
 }

@@ -1,5 +1,15 @@
-//! Ansible inventory in Vagrant's generated-inventory line format, and the same data as
-//! Ansible's dynamic-inventory JSON (`--list`, `--host`).
+//! Ansible inventory in Vagrant's generated-inventory line format, the same data as
+//! Ansible's dynamic-inventory JSON (`--list`, `--host`), and as the inventory file
+//! envctl runs `ansible-playbook` with.
+//!
+//! Ansible renders every string it reads from an inventory as a Jinja template, so a
+//! project folder named `p{{lookup('pipe','…')}}` would run a command through the key
+//! path. In JSON every string is marked `__ansible_unsafe` (what `ansible-inventory
+//! --list` itself prints for such values; Ansible's JSON decoder reads it back as a value
+//! it never renders), and envctl's own runs use the JSON form. The line format has no
+//! such marking: there, validation keeps template delimiters out of the Machinefile's
+//! values and out of the project's path (`manifest::validate`), and characters Python
+//! splits lines at are written as escapes.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -52,7 +62,29 @@ impl Inventory<'_> {
         out
     }
 
-    /// `ansible-inventory --list` JSON.
+    /// The inventory file envctl runs `ansible-playbook` with: the YAML inventory
+    /// plugin's shape, written as JSON, every string marked unsafe.
+    pub fn to_file_json(&self) -> Value {
+        let mut hosts = Map::new();
+        for machine in self.machines {
+            hosts.insert(machine.name.clone(), self.host_vars(machine));
+        }
+        let mut children = Map::new();
+        for (group, members) in self.groups() {
+            let members: Map<String, Value> = members
+                .into_iter()
+                .map(|name| (name.to_string(), Value::Null))
+                .collect();
+            children.insert(group.to_string(), json!({ "hosts": members }));
+        }
+        json!({ "all": {
+            "hosts": hosts,
+            "vars": { "ansible_ssh_common_args": unsafe_value(&self.ssh_common_args().into()) },
+            "children": children,
+        } })
+    }
+
+    /// `ansible-inventory --list` JSON, every string marked unsafe.
     pub fn to_list_json(&self) -> Value {
         let mut root = Map::new();
         let mut hostvars = Map::new();
@@ -71,7 +103,10 @@ impl Inventory<'_> {
         root.insert("_meta".into(), json!({ "hostvars": hostvars }));
         root.insert(
             "all".into(),
-            json!({ "children": children, "vars": { "ansible_ssh_common_args": self.ssh_common_args() } }),
+            json!({
+                "children": children,
+                "vars": { "ansible_ssh_common_args": unsafe_value(&self.ssh_common_args().into()) },
+            }),
         );
         for (group, hosts) in groups {
             root.insert(group.to_string(), json!({ "hosts": hosts }));
@@ -87,18 +122,19 @@ impl Inventory<'_> {
         if let Value::Object(map) = &mut vars {
             map.insert(
                 "ansible_ssh_common_args".into(),
-                self.ssh_common_args().into(),
+                unsafe_value(&self.ssh_common_args().into()),
             );
         }
         Some(vars)
     }
 
+    /// A host's variables for the JSON forms, every string marked unsafe.
     fn host_vars(&self, machine: &Machine) -> Value {
         let mut vars: Map<String, Value> = self.connection_vars(machine).into_iter().collect();
         for (name, value) in &machine.vars {
             vars.insert(name.clone(), value.clone());
         }
-        Value::Object(vars)
+        unsafe_value(&Value::Object(vars))
     }
 
     fn connection_vars(&self, machine: &Machine) -> Vec<(String, Value)> {
@@ -129,6 +165,22 @@ impl Inventory<'_> {
             }
         }
         groups
+    }
+}
+
+/// `value` with every string in it, however deep, as `{"__ansible_unsafe": "…"}`: the
+/// JSON form of Ansible's unsafe text. Keys cannot be marked; validation keeps template
+/// delimiters out of them.
+fn unsafe_value(value: &Value) -> Value {
+    match value {
+        Value::String(text) => json!({ "__ansible_unsafe": text }),
+        Value::Array(items) => Value::Array(items.iter().map(unsafe_value).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, value)| (key.clone(), unsafe_value(value)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 
@@ -169,15 +221,25 @@ fn python_literal(value: &Value) -> String {
         Value::Object(map) => {
             let items: Vec<String> = map
                 .iter()
-                .map(|(key, value)| {
-                    format!("{}: {}", Value::String(key.clone()), python_literal(value))
-                })
+                .map(|(key, value)| format!("{}: {}", python_string(key), python_literal(value)))
                 .collect();
             format!("{{{}}}", items.join(", "))
         }
-        // JSON strings and numbers are valid Python literals too.
+        Value::String(text) => python_string(text),
+        // JSON numbers are valid Python literals too.
         other => other.to_string(),
     }
+}
+
+/// A Python string literal on one line. A JSON string is one, but JSON leaves U+0085,
+/// U+2028 and U+2029 as they are, and Python's `splitlines`, which Ansible reads the
+/// file with, ends a line at each: they are written as escapes.
+fn python_string(text: &str) -> String {
+    Value::String(text.to_string())
+        .to_string()
+        .replace('\u{85}', "\\u0085")
+        .replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
 }
 
 fn single_quote(text: &str) -> String {
@@ -298,14 +360,90 @@ ansible_ssh_common_args=\"-o UserKnownHostsFile='/p q/.envctl/known_hosts' -o St
         assert_eq!(list["ungrouped"]["hosts"], json!(["tool"]));
         assert_eq!(list["all"]["children"], json!(["db", "web", "ungrouped"]));
         let web1 = &list["_meta"]["hostvars"]["web1"];
-        assert_eq!(web1["ansible_host"], "192.168.56.11");
+        assert_eq!(web1["ansible_host"], unsafe_text("192.168.56.11"));
         assert_eq!(web1["http_port"], 8080);
         let host = inventory(&machines).host_json("db1").unwrap();
         assert_eq!(host["primary"], true);
-        assert!(host["ansible_ssh_common_args"]
+        assert!(host["ansible_ssh_common_args"]["__ansible_unsafe"]
             .as_str()
             .unwrap()
             .contains("StrictHostKeyChecking=yes"));
         assert!(inventory(&machines).host_json("nope").is_none());
+    }
+
+    fn unsafe_text(text: &str) -> Value {
+        json!({ "__ansible_unsafe": text })
+    }
+
+    /// Every string under `value` that Ansible would render, with where it is.
+    fn renderable(value: &Value, at: &str, found: &mut Vec<String>) {
+        match value {
+            Value::String(_) => found.push(at.to_string()),
+            Value::Array(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    renderable(item, &format!("{at}[{index}]"), found);
+                }
+            }
+            Value::Object(map) if map.len() == 1 && map.contains_key("__ansible_unsafe") => {}
+            Value::Object(map) => {
+                for (key, item) in map {
+                    renderable(item, &format!("{at}.{key}"), found);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn no_json_form_holds_a_string_ansible_would_render() {
+        let mut machines = machines();
+        machines[0]
+            .vars
+            .insert("nested".into(), json!({"a": ["x", {"b": "y"}], "n": 1}));
+        let inventory = inventory(&machines);
+        let list = inventory.to_list_json();
+        let mut found = Vec::new();
+        renderable(&list["_meta"], "_meta", &mut found);
+        renderable(&list["all"]["vars"], "all.vars", &mut found);
+        renderable(&inventory.host_json("web1").unwrap(), "host", &mut found);
+        let file = inventory.to_file_json();
+        renderable(&file["all"]["hosts"], "all.hosts", &mut found);
+        renderable(&file["all"]["vars"], "all.vars", &mut found);
+        assert_eq!(found, Vec::<String>::new());
+        assert_eq!(
+            file["all"]["hosts"]["web1"]["nested"],
+            json!({"a": [unsafe_text("x"), {"b": unsafe_text("y")}], "n": 1})
+        );
+        assert_eq!(
+            file["all"]["children"]["web"],
+            json!({"hosts": {"web1": null, "web2": null}})
+        );
+        assert_eq!(
+            file["all"]["hosts"]["web1"]["ansible_ssh_private_key_file"],
+            unsafe_text("/p/.envctl/id_ed25519")
+        );
+    }
+
+    #[test]
+    fn line_breaks_python_sees_are_written_as_escapes() {
+        let tricky = "a\u{85}b\u{2028}c\u{2029}d\ne\u{b}f\u{c}g\u{1c}h\u{1d}i\u{1e}j\rk";
+        let mut machines = machines();
+        machines[0].vars.insert("tricky".into(), json!(tricky));
+        machines[0]
+            .vars
+            .insert("list".into(), json!({ tricky: [tricky] }));
+        let ini = inventory(&machines).to_ini();
+        // The characters Python's str.splitlines ends a line at, besides the real ends.
+        let breaks = [
+            '\r', '\u{b}', '\u{c}', '\u{1c}', '\u{1d}', '\u{1e}', '\u{85}', '\u{2028}', '\u{2029}',
+        ];
+        assert!(!ini.contains(breaks), "{ini:?}");
+        let line = ini.lines().find(|line| line.starts_with("web1 ")).unwrap();
+        assert!(
+            line.contains(
+                r#"tricky='"a\u0085b\u2028c\u2029d\ne\u000bf\fg\u001ch\u001di\u001ej\rk"'"#
+            ),
+            "{line}"
+        );
     }
 }

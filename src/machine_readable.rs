@@ -36,7 +36,7 @@ pub fn status(report: &StatusReport, timestamp: u64) -> String {
         .max(25);
     let mut last_long = String::new();
     for machine in &report.machines {
-        let state = vagrant_state(kind, &machine.machine_state);
+        let state = vagrant_state(kind, &machine.state);
         let target = machine.name.as_str();
         out += &line(timestamp, target, "metadata", &["provider", provider]);
         out += &line(timestamp, target, "provider-name", &[provider]);
@@ -210,14 +210,13 @@ mod tests {
     fn report(kind: ProviderKind, machines: &[(&str, MachineState)]) -> StatusReport {
         StatusReport {
             environment: "habits".into(),
-            provider: Some(kind.to_string()),
+            provider: Some(kind),
             kind,
             machines: machines
                 .iter()
                 .map(|(name, state)| MachineLine {
                     name: name.to_string(),
-                    state: state.to_string(),
-                    machine_state: state.clone(),
+                    state: state.clone(),
                     ip: String::new(),
                     hostname: String::new(),
                     id: None,

@@ -6,6 +6,7 @@ mod commands;
 mod interrupt;
 mod inventory;
 mod keys;
+mod liveness;
 mod machine_readable;
 mod ops;
 mod output;
@@ -23,8 +24,8 @@ use envctl::manifest;
 
 use crate::manifest::ManifestError;
 
-/// Bad input (a Machinefile with problems, machine names that select nothing, or a bad
-/// command line) exits with 2.
+/// Bad input (a Machinefile with problems or none at all, machine names that select
+/// nothing, or a bad command line) exits with 2.
 const EXIT_BAD_INPUT: u8 = 2;
 
 fn main() -> ExitCode {
@@ -54,7 +55,7 @@ fn main() -> ExitCode {
                 output::error(&manifest_error.to_string());
                 ExitCode::from(EXIT_BAD_INPUT)
             }
-            None if err.is::<ops::SelectError>() => {
+            None if err.is::<ops::SelectError>() || err.is::<ops::NoMachinefile>() => {
                 output::error(&format!("{err:#}"));
                 ExitCode::from(EXIT_BAD_INPUT)
             }

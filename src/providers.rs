@@ -10,11 +10,17 @@ use envctl_virtualbox::VirtualboxProvider;
 
 use crate::manifest::{LibvirtOptions, Manifest};
 
+#[cfg(test)]
+pub mod fake;
+
 pub enum AnyProvider {
     Docker(DockerProvider),
     #[cfg(feature = "libvirt")]
     Libvirt(envctl_libvirt::LibvirtProvider),
     Virtualbox(VirtualboxProvider),
+    /// The verbs' tests' backend: machines in memory, calls recorded.
+    #[cfg(test)]
+    Fake(std::sync::Arc<fake::FakeProvider>),
 }
 
 /// Calls the same method on whichever backend `self` holds.
@@ -25,11 +31,23 @@ macro_rules! dispatch {
             #[cfg(feature = "libvirt")]
             AnyProvider::Libvirt($backend) => $call,
             AnyProvider::Virtualbox($backend) => $call,
+            #[cfg(test)]
+            AnyProvider::Fake($backend) => $call,
         }
     };
 }
 
 impl AnyProvider {
+    /// Whether its machines answer SSH. Only the tests' fake machines do not: nothing
+    /// listens for them, and readiness is taken as given.
+    pub fn machines_answer_ssh(&self) -> bool {
+        match self {
+            #[cfg(test)]
+            AnyProvider::Fake(_) => false,
+            _ => true,
+        }
+    }
+
     /// Connects to the backend `kind` as the Machinefile configures it, or says why it
     /// cannot.
     pub async fn connect(
@@ -66,11 +84,27 @@ async fn connect_libvirt(settings: &LibvirtOptions) -> Result<AnyProvider, Provi
         Accel::Tcg => LibvirtAccel::Tcg,
     };
     let opts = BackendOptions {
-        uri: settings.uri.clone(),
+        uri: Some(libvirt_uri(settings)?),
         accel,
         ..BackendOptions::default()
     };
     Ok(AnyProvider::Libvirt(LibvirtProvider::connect(opts).await?))
+}
+
+/// The URI libvirt is reached at, checked whatever set it: `LIBVIRT_DEFAULT_URI` wins over
+/// the Machinefile, and either could make libvirt run a program (see
+/// `manifest::check_libvirt_uri`).
+#[cfg(feature = "libvirt")]
+fn libvirt_uri(settings: &LibvirtOptions) -> Result<String, ProviderError> {
+    let uri = envctl_libvirt::resolve_uri(settings.uri.as_deref());
+    crate::manifest::check_libvirt_uri(&uri).map_err(|why| ProviderError::Unavailable {
+        provider: ProviderKind::Libvirt,
+        endpoint: uri.clone(),
+        reason: format!(
+            "envctl refuses this URI (from LIBVIRT_DEFAULT_URI or the Machinefile): it {why}"
+        ),
+    })?;
+    Ok(uri)
 }
 
 #[cfg(not(feature = "libvirt"))]

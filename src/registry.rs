@@ -8,7 +8,6 @@
 //! read-modify-write, and the file is replaced atomically: a reader never sees half of
 //! one. Nothing secret is kept here, only paths, names, ids and states.
 
-use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -18,7 +17,8 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::boxes;
-use crate::state::{create_private_dir, write_private, State, StateDir};
+use crate::liveness::{liveness, Liveness, Orphaned};
+use crate::state::{create_private_dir, write_private};
 
 /// One environment as envctl last saw it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,15 +42,6 @@ pub struct MachineEntry {
     pub state: Option<String>,
 }
 
-/// Why `prune` dropped an entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Gone {
-    Folder,
-    StateFile,
-    /// `.envctl/state.json` now holds this other environment id.
-    OtherEnvironment(String),
-}
-
 /// The registry in one data folder.
 pub struct Registry {
     dir: PathBuf,
@@ -60,18 +51,6 @@ pub struct Registry {
 struct Index {
     #[serde(default)]
     environments: Vec<Entry>,
-}
-
-impl fmt::Display for Gone {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Gone::Folder => f.write_str("its folder is gone"),
-            Gone::StateFile => f.write_str("its .envctl/state.json is gone"),
-            Gone::OtherEnvironment(id) => {
-                write!(f, "its folder now holds another environment (id {id})")
-            }
-        }
-    }
 }
 
 impl Registry {
@@ -133,20 +112,23 @@ impl Registry {
         })
     }
 
-    /// Drops the entries whose environment is gone, and returns each with why.
-    pub fn prune(&self) -> Result<Vec<(Entry, Gone)>> {
+    /// Drops the entries whose environment is proven gone, and returns each with why; an
+    /// entry whose state cannot be read stays.
+    pub fn prune(&self) -> Result<Vec<(Entry, Orphaned)>> {
         if !self.path().exists() {
             return Ok(Vec::new());
         }
         self.update(|entries| {
             let mut dropped = Vec::new();
-            entries.retain(|entry| match gone(entry) {
-                Some(why) => {
-                    dropped.push((entry.clone(), why));
-                    false
-                }
-                None => true,
-            });
+            entries.retain(
+                |entry| match liveness(Some(&entry.project_dir), &entry.env_id) {
+                    Liveness::Orphaned(why) => {
+                        dropped.push((entry.clone(), why));
+                        false
+                    }
+                    Liveness::Alive | Liveness::Unknown(_) => true,
+                },
+            );
             dropped
         })
     }
@@ -193,24 +175,6 @@ impl Registry {
     }
 }
 
-/// Why the environment `entry` describes is gone, if it is. A state file that cannot be
-/// read or parsed is not proof: it is the user's to repair, and the entry stays.
-pub fn gone(entry: &Entry) -> Option<Gone> {
-    if !entry.project_dir.is_dir() {
-        return Some(Gone::Folder);
-    }
-    let path = StateDir::new(&entry.project_dir).state_file();
-    let bytes = match fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Some(Gone::StateFile),
-        Err(_) => return None,
-    };
-    match serde_json::from_slice::<State>(&bytes) {
-        Ok(state) if state.env_id != entry.env_id => Some(Gone::OtherEnvironment(state.env_id)),
-        _ => None,
-    }
-}
-
 fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -220,6 +184,7 @@ fn now() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::{State, StateDir};
 
     /// A data folder and a project folder of their own, removed at the end.
     struct Scratch {
@@ -243,7 +208,7 @@ mod tests {
             let dir = self.root.join(name);
             let state = State {
                 env_id: env_id.to_string(),
-                provider: Some("docker".into()),
+                provider: Some(envctl_provider::ProviderKind::Docker),
                 ..State::default()
             };
             StateDir::new(&dir).save(&state).unwrap();
@@ -377,16 +342,16 @@ mod tests {
 
         let mut dropped = registry.prune().unwrap();
         dropped.sort_by(|a, b| a.0.project_dir.cmp(&b.0.project_dir));
-        let got: Vec<(PathBuf, Gone)> = dropped
+        let got: Vec<(PathBuf, Orphaned)> = dropped
             .into_iter()
             .map(|(entry, why)| (entry.project_dir, why))
             .collect();
         assert_eq!(
             got,
             [
-                (moved, Gone::Folder),
-                (no_state, Gone::StateFile),
-                (replaced, Gone::OtherEnvironment("id-new".into())),
+                (moved, Orphaned::FolderGone),
+                (no_state, Orphaned::NoState),
+                (replaced, Orphaned::OtherEnvironment("id-new".into())),
             ]
         );
         let kept: Vec<PathBuf> = registry

@@ -11,7 +11,8 @@ use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
+use envctl_provider::ProviderKind;
 use serde::{Deserialize, Serialize};
 
 use crate::output;
@@ -23,8 +24,10 @@ pub const DIR_NAME: &str = ".envctl";
 pub struct State {
     /// Random, made once; recorded on every resource so envctl knows its own.
     pub env_id: String,
-    /// The provider the environment runs under, once `up` has started.
-    pub provider: Option<String>,
+    /// The provider the environment runs under, once `up` has started. Written as its
+    /// name; a name this envctl does not know fails [`StateDir::load`].
+    #[serde(default, with = "provider_name")]
+    pub provider: Option<ProviderKind>,
     #[serde(default)]
     pub machines: BTreeMap<String, MachineRecord>,
 }
@@ -39,6 +42,30 @@ pub struct MachineRecord {
     /// Whether the playbook has run on this machine since it was created.
     #[serde(default)]
     pub provisioned: bool,
+}
+
+/// `provider` in `state.json`: a [`ProviderKind`]'s name.
+mod provider_name {
+    use envctl_provider::ProviderKind;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        kind: &Option<ProviderKind>,
+        out: S,
+    ) -> Result<S::Ok, S::Error> {
+        match kind {
+            Some(kind) => out.serialize_some(kind.as_str()),
+            None => out.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        input: D,
+    ) -> Result<Option<ProviderKind>, D::Error> {
+        Option::<String>::deserialize(input)?
+            .map(|name| name.parse().map_err(serde::de::Error::custom))
+            .transpose()
+    }
 }
 
 /// The paths of one environment's state folder.
@@ -68,6 +95,10 @@ impl StateDir {
     }
     pub fn inventory(&self) -> PathBuf {
         self.root.join("inventory")
+    }
+    /// The inventory envctl runs `ansible-playbook` with: JSON, values marked unsafe.
+    pub fn inventory_json(&self) -> PathBuf {
+        self.root.join("inventory.json")
     }
     pub fn ssh_config(&self) -> PathBuf {
         self.root.join("ssh_config")
@@ -99,22 +130,40 @@ impl StateDir {
         restrict_tree(&self.root)
     }
 
-    /// The saved state, or a fresh one with a new environment id.
+    /// The saved state, or a fresh one with a new environment id. A state naming a
+    /// provider this envctl does not know is an error, never "no provider": that would
+    /// leave its machines unmanaged and let `up` make them again elsewhere.
     pub fn load(&self) -> Result<State> {
         let path = self.state_file();
-        match fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).with_context(|| {
-                format!(
-                    "reading {}: the file is damaged; remove it and run `envctl up` to rebuild it",
-                    path.display()
-                )
-            }),
-            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(State {
-                env_id: crate::keys::random_id(),
-                ..State::default()
-            }),
-            Err(err) => Err(err).with_context(|| format!("reading {}", path.display())),
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(State {
+                    env_id: crate::keys::random_id(),
+                    ..State::default()
+                })
+            }
+            Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+        };
+        let value: serde_json::Value = serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "reading {}: the file is damaged; remove it and run `envctl up` to rebuild it",
+                path.display()
+            )
+        })?;
+        // An unknown provider is not damage to repair by starting afresh: its machines
+        // exist under a provider this envctl cannot manage.
+        if let Some(name) = value.get("provider").and_then(|name| name.as_str()) {
+            if let Err(why) = name.parse::<ProviderKind>() {
+                bail!("{}: the recorded provider: {why}", path.display());
+            }
         }
+        serde_json::from_value(value).with_context(|| {
+            format!(
+                "reading {}: the file is damaged; remove it and run `envctl up` to rebuild it",
+                path.display()
+            )
+        })
     }
 
     pub fn save(&self, state: &State) -> Result<()> {
@@ -285,11 +334,38 @@ mod tests {
         };
         let mut state = dir.load().unwrap();
         assert_eq!(state.env_id.len(), 16);
-        state.provider = Some("docker".into());
+        state.provider = Some(ProviderKind::Docker);
         dir.save(&state).unwrap();
         assert_eq!(dir.load().unwrap(), state);
         let mode = fs::metadata(dir.state_file()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+        fs::remove_dir_all(root).unwrap();
+    }
+
+    #[test]
+    fn an_unknown_provider_is_an_error_naming_the_file() {
+        let root = std::env::temp_dir().join(format!("envctl-state-{}", crate::keys::random_id()));
+        let dir = StateDir {
+            root: root.join(DIR_NAME),
+        };
+        dir.create().unwrap();
+        fs::write(
+            dir.state_file(),
+            r#"{"env_id": "id", "provider": "vmware"}"#,
+        )
+        .unwrap();
+        let err = format!("{:#}", dir.load().unwrap_err());
+        assert!(
+            err.contains(&dir.state_file().display().to_string())
+                && err.contains("unknown provider `vmware`"),
+            "{err}"
+        );
+        fs::write(
+            dir.state_file(),
+            r#"{"env_id": "id", "provider": "libvirt"}"#,
+        )
+        .unwrap();
+        assert_eq!(dir.load().unwrap().provider, Some(ProviderKind::Libvirt));
         fs::remove_dir_all(root).unwrap();
     }
 }

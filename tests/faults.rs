@@ -1,6 +1,6 @@
 //! Faults on the real Docker Engine: `up` interrupted at different moments, a second
-//! Ctrl-C, machines changed behind envctl's back, state lost, an engine that does not
-//! answer, two `up`s at once, a machine that never answers SSH.
+//! Ctrl-C, machines changed behind envctl's back, state lost or damaged, an engine that
+//! does not answer, two `up`s at once, a machine that never answers SSH.
 //!
 //! Each test runs its own copy of the example environment on its own subnet
 //! (10.231.N.0/24), so the tests of this file run side by side with each other and with
@@ -331,6 +331,40 @@ fn lost_state_is_replaced_by_up_and_listed_by_gc() {
     assert!(docker_objects("container", &gone_label).is_empty());
     assert!(docker_objects("network", &gone_label).is_empty());
     // The live environment was left alone.
+    assert_eq!(
+        env.states().iter().filter(|(_, s)| s == "running").count(),
+        3
+    );
+    destroy_leaves_nothing(&env);
+}
+
+#[test]
+fn gc_keeps_what_an_environment_with_damaged_state_holds() {
+    require_docker();
+    let n = 30;
+    let env = environment(n, |text| text);
+    env.ok(&["up", "--no-provision"]);
+    let id = env.env_id();
+    let label = format!("envctl.env-id={id}");
+    let state = env.state_dir().join("state.json");
+    let saved = fs::read(&state).unwrap();
+    // Cut in half, as an interrupted hand edit or a full disk would leave it.
+    fs::write(&state, &saved[..saved.len() / 2]).unwrap();
+
+    let output = env.envctl(&["gc", "--provider", "docker", "--remove"]);
+    assert!(output.status.success(), "{}", show(&output));
+    let listed = String::from_utf8_lossy(&output.stdout);
+    let line = listed.lines().find(|line| line.contains(&id));
+    assert!(
+        line.is_some_and(|line| line.contains("unknown") && line.contains("is damaged")),
+        "{}",
+        show(&output)
+    );
+    assert!(!String::from_utf8_lossy(&output.stderr).contains(&format!("(id {id})")));
+    assert_eq!(docker_objects("container", &label).len(), 3);
+    assert_eq!(docker_objects("network", &label).len(), 1);
+
+    fs::write(&state, saved).unwrap();
     assert_eq!(
         env.states().iter().filter(|(_, s)| s == "running").count(),
         3

@@ -3,7 +3,7 @@ use std::io::IsTerminal;
 use anyhow::{bail, Result};
 
 use crate::cli::DestroyArgs;
-use crate::ops::{self, DestroyOptions, Workspace};
+use crate::ops::{self, Workspace};
 use crate::output;
 
 pub async fn run(ws: &Workspace, args: DestroyArgs) -> Result<()> {
@@ -26,5 +26,5 @@ pub async fn run(ws: &Workspace, args: DestroyArgs) -> Result<()> {
             return Ok(());
         }
     }
-    ops::destroy(ws, DestroyOptions { names: args.names }).await
+    ops::destroy(ws, &args.names).await
 }

@@ -1,16 +1,59 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+use serde::Serialize;
 
 use crate::cli::StatusArgs;
 use crate::machine_readable;
-use crate::ops::{self, Workspace};
+use crate::ops::{self, StatusReport, Workspace};
 use crate::output;
+
+/// The `--json` shape of `envctl status`; documented in the README: fields are only ever
+/// added. Kept apart from [`StatusReport`] so the model can change and this cannot.
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    environment: &'a str,
+    provider: Option<&'static str>,
+    machines: Vec<MachineJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct MachineJson<'a> {
+    name: &'a str,
+    /// `running`, `stopped`, `not created`, or the provider's own word.
+    state: String,
+    ip: &'a str,
+    hostname: &'a str,
+    id: Option<&'a str>,
+    in_machinefile: bool,
+}
+
+impl<'a> From<&'a StatusReport> for StatusJson<'a> {
+    fn from(report: &'a StatusReport) -> Self {
+        StatusJson {
+            environment: &report.environment,
+            provider: report.provider.map(|kind| kind.as_str()),
+            machines: report
+                .machines
+                .iter()
+                .map(|machine| MachineJson {
+                    name: &machine.name,
+                    state: machine.state.to_string(),
+                    ip: &machine.ip,
+                    hostname: &machine.hostname,
+                    id: machine.id.as_deref(),
+                    in_machinefile: machine.in_machinefile,
+                })
+                .collect(),
+        }
+    }
+}
 
 pub async fn run(ws: &Workspace, args: StatusArgs) -> Result<()> {
     let report = ops::status(ws).await?;
     if args.json {
-        let json = serde_json::to_string_pretty(&report).context("encoding the status")?;
+        let json = serde_json::to_string_pretty(&StatusJson::from(&report))
+            .context("encoding the status")?;
         output::data(&format!("{json}\n"));
         return Ok(());
     }
@@ -21,7 +64,7 @@ pub async fn run(ws: &Workspace, args: StatusArgs) -> Result<()> {
         output::data(&machine_readable::status(&report, now));
         return Ok(());
     }
-    let provider = report.provider.as_deref().unwrap_or("none yet");
+    let provider = report.provider.map_or("none yet", |kind| kind.as_str());
     let width = report
         .machines
         .iter()
@@ -41,7 +84,9 @@ pub async fn run(ws: &Workspace, args: StatusArgs) -> Result<()> {
         };
         text.push_str(&format!(
             "{:width$}  {:12} {}{note}\n",
-            machine.name, machine.state, machine.ip
+            machine.name,
+            machine.state.to_string(),
+            machine.ip
         ));
     }
     output::data(&text);

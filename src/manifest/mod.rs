@@ -4,8 +4,11 @@
 //! [`Problem`] it has, and `lines` finds where each problem stands in the file. Later code
 //! trusts a `Manifest` and never checks it again.
 
+mod ansible_vars;
+mod libvirt_uri;
 mod lines;
 mod raw;
+mod reserved;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -17,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use envctl_provider::{Init, NetworkSpec, ProviderKind};
 
+pub use libvirt_uri::check_libvirt_uri;
 pub use validate::parse;
 
 /// The file name envctl looks for, in the current folder and then its parents.
@@ -71,6 +75,7 @@ pub enum DockerImage {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LibvirtOptions {
+    /// One that [`check_libvirt_uri`] accepts.
     pub uri: Option<String>,
     pub accel: Accel,
 }
@@ -154,25 +159,63 @@ impl Problem {
     }
 }
 
+/// The most envctl reads of a Machinefile: a few hundred lines are a large one.
+pub const MAX_BYTES: u64 = 1024 * 1024;
+
 /// Reads and validates the Machinefile at `path`.
 pub fn load(path: &Path) -> Result<Manifest, ManifestError> {
-    let text = std::fs::read_to_string(path).map_err(|err| ManifestError {
+    let text = read_text(path).map_err(|message| ManifestError {
         path: path.to_path_buf(),
         problems: vec![Problem {
             line: None,
             machine: None,
             field: String::new(),
-            message: format!("cannot read the file: {err}"),
+            message,
         }],
     })?;
     parse(path, &text)
 }
 
+/// The text of a regular file of at most [`MAX_BYTES`]. `-f` may name anything: a device
+/// would be read forever, a FIFO would wait for a writer, so the file is opened without
+/// blocking and refused unless it is a regular file.
+fn read_text(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|err| format!("cannot read the file: {err}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|err| format!("cannot read the file: {err}"))?;
+    if meta.is_dir() {
+        return Err("is a folder, not a Machinefile".into());
+    }
+    if !meta.is_file() {
+        return Err("is not a regular file (a device, FIFO or socket): a Machinefile is read from a file only".into());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|err| format!("cannot read the file: {err}"))?;
+    if bytes.len() as u64 > MAX_BYTES {
+        return Err(format!(
+            "is larger than {} KiB, more than any Machinefile needs",
+            MAX_BYTES / 1024
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_string())
+}
+
 /// The Machinefile in `start` or the nearest of its parents, as Vagrant finds its
-/// Vagrantfile.
+/// Vagrantfile. The nearest thing of that name counts, whatever it is: a folder named
+/// `Machinefile` is refused when read, rather than passed over for a parent's file.
 pub fn find(start: &Path) -> Option<PathBuf> {
     start
         .ancestors()
         .map(|dir| dir.join(FILE_NAME))
-        .find(|candidate| candidate.is_file())
+        .find(|candidate| candidate.exists())
 }

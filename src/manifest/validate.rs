@@ -7,8 +7,13 @@ use std::path::{Path, PathBuf};
 use envctl_provider::{Init, NetworkSpec, ProviderKind};
 use ipnetwork::Ipv4Network;
 
+use super::ansible_vars::{reserved_var, template_in, unusable_project_dir};
+use super::libvirt_uri::check_libvirt_uri;
 use super::lines::{LineIndex, MAX_DEPTH};
 use super::raw::{RawDefaults, RawDocker, RawMachine, RawManifest, RawProvision, KNOWN_FIELDS};
+use super::reserved::{
+    hostname_clash, reserved_group, reserved_machine_name, unusable_subnet, Known,
+};
 use super::{
     Accel, DockerImage, LibvirtOptions, Machine, Manifest, ManifestError, Problem, Provision,
 };
@@ -57,6 +62,17 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, ManifestError> {
         problems.unknown_field(&field, &raw);
     }
     let dir = path.parent().unwrap_or(Path::new(".")).to_path_buf();
+    if let Some(why) = unusable_project_dir(&dir) {
+        problems.list.push(Problem {
+            line: None,
+            machine: None,
+            field: String::new(),
+            message: format!(
+                "the project folder {} {why}: rename it or move the project",
+                dir.display().to_string().escape_debug()
+            ),
+        });
+    }
     let manifest = build(&raw, path, &dir, &mut problems);
     match manifest {
         Some(manifest) if problems.list.is_empty() => Ok(manifest),
@@ -279,6 +295,10 @@ fn network(raw: &RawManifest, problems: &mut Problems) -> Option<NetworkSpec> {
         );
         return None;
     }
+    if let Some(why) = unusable_subnet(subnet) {
+        problems.top("network.subnet", why);
+        return None;
+    }
     let gateway = match &network.gateway {
         None => subnet.nth(1)?,
         Some(text) => match text.parse::<Ipv4Addr>() {
@@ -372,10 +392,13 @@ fn libvirt_options(raw: &RawDefaults, problems: &mut Problems) -> LibvirtOptions
             Accel::Auto
         }
     };
-    LibvirtOptions {
-        uri: libvirt.uri.clone(),
-        accel,
-    }
+    let uri = libvirt.uri.as_ref().and_then(|uri| {
+        check_libvirt_uri(uri)
+            .map_err(|why| problems.top("defaults.libvirt.uri", format!("`{uri}` {why}")))
+            .ok()
+            .map(|()| uri.clone())
+    });
+    LibvirtOptions { uri, accel }
 }
 
 fn check_cpus(cpus: i64) -> Result<u32, String> {
@@ -436,6 +459,13 @@ fn machines(
                     ),
                 );
             }
+        }
+        let others = machines.iter().map(|m| Known {
+            name: &m.name,
+            hostname: &m.hostname,
+        });
+        if let Some(why) = hostname_clash(&machine.name, &machine.hostname, others) {
+            problems.machine(index, &machine.name, "hostname", why);
         }
     }
     machines
@@ -507,7 +537,13 @@ fn machine(
             );
             None
         }
-        Some(name) => Some(name.clone()),
+        Some(name) => match reserved_machine_name(name) {
+            Some(why) => {
+                check.fail("name", why);
+                None
+            }
+            None => Some(name.clone()),
+        },
     };
     let ip = machine_ip(raw, network, check);
     let hostname = match (&raw.hostname, &name) {
@@ -616,11 +652,8 @@ fn groups(raw: &RawMachine, check: &mut MachineCheck) -> Option<Vec<String>> {
         if !is_identifier(group) {
             check.fail("groups", format!("`{group}` is not a valid Ansible group name: use letters, digits and underscores, not starting with a digit"));
             ok = false;
-        } else if group == "all" || group == "ungrouped" {
-            check.fail(
-                "groups",
-                format!("`{group}` is Ansible's own group; every host is in it already"),
-            );
+        } else if let Some(why) = reserved_group(group) {
+            check.fail("groups", why);
             ok = false;
         }
     }
@@ -630,13 +663,23 @@ fn groups(raw: &RawMachine, check: &mut MachineCheck) -> Option<Vec<String>> {
     ok.then_some(groups)
 }
 
+/// A machine's vars, which go into the inventory: none of envctl's connection vars, and
+/// no template, which the line-format inventory could not mark as data.
 fn vars(
     raw: &BTreeMap<String, serde_yaml::Value>,
     check: &mut MachineCheck,
 ) -> Option<BTreeMap<String, serde_json::Value>> {
-    to_json_vars(raw)
+    let vars = to_json_vars(raw)
         .map_err(|(field, why)| check.fail(&format!("vars.{field}"), why))
-        .ok()
+        .ok()?;
+    let mut ok = true;
+    for (name, value) in &vars {
+        if let Some(why) = template_in(value) {
+            check.fail(&format!("vars.{name}"), why);
+            ok = false;
+        }
+    }
+    ok.then_some(vars)
 }
 
 /// Ansible variables as JSON values, which both inventory formats can carry.
@@ -647,6 +690,9 @@ fn to_json_vars(
     for (name, value) in raw {
         if !is_identifier(name) {
             return Err((name.clone(), format!("`{name}` is not a valid variable name: use letters, digits and underscores, not starting with a digit")));
+        }
+        if let Some(why) = reserved_var(name) {
+            return Err((name.clone(), why));
         }
         let value = serde_json::to_value(value)
             .map_err(|err| (name.clone(), format!("cannot be given to Ansible: {err}")))?;
@@ -737,6 +783,15 @@ fn provision(raw: &RawProvision, dir: &Path, problems: &mut Problems) -> Option<
             let path = dir.join(playbook);
             if path.is_file() {
                 Some(path)
+            } else if path.is_dir() {
+                problems.top(
+                    "provision.playbook",
+                    format!(
+                        "{} is a folder: name the playbook file in it",
+                        path.display()
+                    ),
+                );
+                None
             } else {
                 problems.top(
                     "provision.playbook",

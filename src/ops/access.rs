@@ -13,6 +13,8 @@ use crate::state::{write_private, State};
 
 pub enum InventoryFormat {
     Ini,
+    /// The file envctl runs `ansible-playbook` with.
+    File,
     /// Ansible's dynamic-inventory `--list`.
     List,
     /// Ansible's dynamic-inventory `--host NAME`.
@@ -30,6 +32,7 @@ pub fn inventory(ws: &Workspace, format: InventoryFormat) -> Result<String> {
         known_hosts: &known_hosts,
     };
     match format {
+        InventoryFormat::File => Ok(format!("{:#}\n", inventory.to_file_json())),
         InventoryFormat::Ini => Ok(inventory.to_ini()),
         InventoryFormat::List => Ok(format!("{:#}\n", inventory.to_list_json())),
         InventoryFormat::Host(name) => match inventory.host_json(&name) {
@@ -52,7 +55,7 @@ pub fn ssh_config(ws: &Workspace, name: Option<&str>) -> Result<String> {
             bail!("machine `{name}` is not created: run `envctl up {name}` first");
         }
     }
-    let text = render_ssh_config(ws, &state, name);
+    let text = render_ssh_config(ws, &state, name)?;
     if text.is_empty() {
         bail!(
             "environment `{}` has no machines yet: run `envctl up` first",
@@ -120,16 +123,20 @@ pub(super) fn write_known_hosts(ws: &Workspace) -> Result<()> {
 pub(super) fn write_generated(ws: &Workspace, state: &State) -> Result<()> {
     let ini = inventory(ws, InventoryFormat::Ini)?;
     write_if_changed(&ws.state_dir.inventory(), &ini)?;
+    write_if_changed(
+        &ws.state_dir.inventory_json(),
+        &inventory(ws, InventoryFormat::File)?,
+    )?;
     if let Some(path) = extra_inventory_path(ws) {
         write_if_changed(&path, &ini)?;
     }
     write_if_changed(
         &ws.state_dir.ssh_config(),
-        &render_ssh_config(ws, state, None),
+        &render_ssh_config(ws, state, None)?,
     )
 }
 
-fn render_ssh_config(ws: &Workspace, state: &State, only: Option<&str>) -> String {
+fn render_ssh_config(ws: &Workspace, state: &State, only: Option<&str>) -> Result<String> {
     let targets: Vec<SshTarget> = ws
         .manifest
         .machines

@@ -1,51 +1,38 @@
 //! `envctl destroy`: remove machines; with none left, remove what they shared and the
 //! state folder, so nothing envctl made remains.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use envctl_provider::{MachineState, Provider};
 use futures_util::future::join_all;
 
-use super::{extra_inventory_path, global_status, ownership, running_provider, Workspace};
-use crate::interrupt;
+use super::{extra_inventory_path, ownership, MachineFailures, Session, Workspace};
 use crate::output;
-use crate::providers::AnyProvider;
 
-pub struct DestroyOptions {
-    /// Machines to destroy; all when empty.
-    pub names: Vec<String>,
-}
-
-pub async fn destroy(ws: &Workspace, opts: DestroyOptions) -> Result<()> {
-    // Names are checked before the lock, which creates .envctl/.
-    let selected = ws.select(&opts.names)?;
-    let lock = ws.state_dir.lock("destroy")?;
-    interrupt::install();
-    let mut state = ws.state_dir.load()?;
-    let whole = selected.len() == ws.manifest.machines.len();
-    if let Some(kind) = running_provider(&state) {
-        let provider = AnyProvider::connect(kind, &ws.manifest).await?;
-        let env = ws.env_spec(&state);
+pub async fn destroy(ws: &Workspace, names: &[String]) -> Result<()> {
+    let mut session = Session::open(ws, "destroy", ws.select(names)?)?;
+    let session = &mut session;
+    let whole = session.selected.len() == ws.manifest.machines.len();
+    if let Some(provider) = session.connect_running().await? {
+        let env = session.env();
+        let selected = &session.selected;
         let results = join_all(selected.iter().map(|machine| async {
             output::status("Destroying", &machine.name);
             provider.destroy(&env, &machine.name).await
         }))
         .await;
-        let mut failures = Vec::new();
-        for (machine, result) in selected.iter().zip(results) {
+        let mut failures = MachineFailures::new("destroy", selected.len())
+            .with_hint("run `envctl destroy` again to finish");
+        let names = session.selected_names();
+        for (name, result) in names.into_iter().zip(results) {
             match result {
                 Ok(()) => {
-                    state.machines.remove(&machine.name);
+                    session.state.machines.remove(&name);
                 }
-                Err(err) => failures.push(format!("{}: {err}", machine.name)),
+                Err(err) => failures.push(&name, err),
             }
         }
-        ws.state_dir.save(&state)?;
-        if !failures.is_empty() {
-            bail!(
-                "could not destroy:\n  {}\nrun `envctl destroy` again to finish",
-                failures.join("\n  ")
-            );
-        }
+        session.save()?;
+        failures.into_result()?;
         if whole {
             // Also machines the backend has that the Machinefile no longer names.
             ownership::remove_all(&provider, &env).await?;
@@ -55,18 +42,15 @@ pub async fn destroy(ws: &Workspace, opts: DestroyOptions) -> Result<()> {
         if let Some(path) = extra_inventory_path(ws) {
             std::fs::remove_file(&path).ok();
         }
-        drop(lock);
         ws.state_dir.remove()?;
-        global_status::forget(ws);
+        session.forget();
         output::status("Destroyed", &format!("environment `{}`", ws.manifest.name));
-    } else {
-        super::access::write_generated(ws, &state)?;
-        let seen: Vec<(&str, &MachineState)> = selected
-            .iter()
-            .map(|machine| (machine.name.as_str(), &MachineState::NotCreated))
-            .collect();
-        global_status::remember_states(ws, &state, &seen);
-        output::status("Destroyed", &format!("{} machines", selected.len()));
+        return Ok(());
     }
+    super::access::write_generated(ws, &session.state)?;
+    for name in session.selected_names() {
+        session.saw(&name, MachineState::NotCreated);
+    }
+    output::status("Destroyed", &format!("{} machines", session.selected.len()));
     Ok(())
 }

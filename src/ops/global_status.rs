@@ -11,8 +11,9 @@ use anyhow::Result;
 use envctl_provider::MachineState;
 
 use super::Workspace;
+use crate::liveness::Orphaned;
 use crate::output;
-use crate::registry::{Entry, Gone, MachineEntry, Registry};
+use crate::registry::{Entry, MachineEntry, Registry};
 use crate::state::State;
 
 pub struct GlobalStatus {
@@ -21,7 +22,7 @@ pub struct GlobalStatus {
     /// Every environment still recorded, by folder.
     pub entries: Vec<Entry>,
     /// What `--prune` dropped, and why.
-    pub pruned: Vec<(Entry, Gone)>,
+    pub pruned: Vec<(Entry, Orphaned)>,
 }
 
 /// The registry as recorded; with `prune`, first without the environments that are gone.
@@ -33,12 +34,6 @@ pub fn global_status(prune: bool) -> Result<GlobalStatus> {
         entries: registry.entries()?,
         pruned,
     })
-}
-
-/// Records the environment, keeping the machine states recorded before: `up` calls it
-/// once the provider is saved, since from then on there may be something to list.
-pub(super) fn remember(ws: &Workspace, state: &State) {
-    remember_states(ws, state, &[]);
 }
 
 /// Records the environment with the states just seen of some of its machines.
@@ -64,31 +59,18 @@ pub(super) fn remember_states(ws: &Workspace, state: &State, seen: &[(&str, &Mac
         machinefile: ws.manifest.path.clone(),
         name: ws.manifest.name.clone(),
         env_id: state.env_id.clone(),
-        provider: provider.clone(),
+        provider: provider.to_string(),
         machines,
         updated: 0,
     };
-    if let Err(err) = Registry::user().record(entry) {
+    if let Err(err) = Registry::in_data_dir(&ws.data_dir).record(entry) {
         warn(err);
     }
 }
 
-/// Records `names` as running: `up` brought every one of them to answer SSH.
-pub(super) fn remember_running(ws: &Workspace, names: &[String]) {
-    let state = match ws.state_dir.load() {
-        Ok(state) => state,
-        Err(err) => return warn(err),
-    };
-    let seen: Vec<(&str, &MachineState)> = names
-        .iter()
-        .map(|name| (name.as_str(), &MachineState::Running))
-        .collect();
-    remember_states(ws, &state, &seen);
-}
-
 /// Forgets the environment, once nothing of it is left.
 pub(super) fn forget(ws: &Workspace) {
-    if let Err(err) = Registry::user().forget(&ws.manifest.dir) {
+    if let Err(err) = Registry::in_data_dir(&ws.data_dir).forget(&ws.manifest.dir) {
         warn(err);
     }
 }

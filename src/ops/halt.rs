@@ -1,47 +1,45 @@
 //! `envctl halt`: stop machines in parallel, keeping them and their state.
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use envctl_provider::{MachineState, Provider};
 use futures_util::future::join_all;
 
-use super::{global_status, running_provider, Workspace};
+use super::{MachineFailures, Session, Workspace};
 use crate::output;
-use crate::providers::AnyProvider;
 
 pub async fn halt(ws: &Workspace, names: &[String]) -> Result<()> {
-    // Names are checked before the lock, which creates .envctl/.
-    let selected = ws.select(names)?;
-    let _lock = ws.state_dir.lock("halt")?;
-    crate::interrupt::install();
-    let state = ws.state_dir.load()?;
-    let Some(kind) = running_provider(&state) else {
+    let mut session = Session::open(ws, "halt", ws.select(names)?)?;
+    halt_selected(&mut session).await
+}
+
+/// Halts the session's machines; `reload` runs it under its own session.
+pub(super) async fn halt_selected(session: &mut Session<'_>) -> Result<()> {
+    let Some(provider) = session.connect_running().await? else {
         output::status(
             "Finished",
             "nothing to halt: the environment has no machines",
         );
         return Ok(());
     };
-    let provider = AnyProvider::connect(kind, &ws.manifest).await?;
-    let env = ws.env_spec(&state);
+    let env = session.env();
+    let selected = &session.selected;
     let results = join_all(selected.iter().map(|machine| async {
         output::status("Halting", &machine.name);
         provider.halt(&env, &machine.name).await
     }))
     .await;
-    let failures: Vec<String> = selected
-        .iter()
-        .zip(results)
-        .filter_map(|(machine, result)| result.err().map(|err| format!("{}: {err}", machine.name)))
-        .collect();
-    if !failures.is_empty() {
-        bail!("could not halt:\n  {}", failures.join("\n  "));
+    let mut failures = MachineFailures::new("halt", selected.len());
+    for (machine, result) in selected.iter().zip(results) {
+        if let Err(err) = result {
+            failures.push(&machine.name, err);
+        }
     }
-    let seen: Vec<(&str, &MachineState)> = selected
-        .iter()
-        .filter(|machine| state.machines.contains_key(&machine.name))
-        .map(|machine| (machine.name.as_str(), &MachineState::Stopped))
-        .collect();
-    global_status::remember_states(ws, &state, &seen);
-    output::status("Halted", &format!("{} machines", selected.len()));
+    failures.into_result()?;
+    for name in session.selected_names() {
+        if session.state.machines.contains_key(&name) {
+            session.saw(&name, MachineState::Stopped);
+        }
+    }
+    output::status("Halted", &format!("{} machines", session.selected.len()));
     Ok(())
 }

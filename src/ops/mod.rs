@@ -4,6 +4,7 @@
 mod access;
 mod bootstrap;
 mod destroy;
+mod failures;
 mod gc;
 mod global_status;
 mod halt;
@@ -14,37 +15,69 @@ mod provision;
 mod recipes;
 mod reload;
 mod select;
+mod session;
 mod status;
 mod up;
+#[cfg(test)]
+mod verb_tests;
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use envctl_provider::{BoxImage, EnvironmentSpec, ImageSource, MachineSpec, ProviderKind};
+use envctl_provider::{
+    BoxImage, EnvironmentSpec, ImageSource, MachineSpec, ProviderError, ProviderKind,
+};
 
 use crate::boxes;
 use crate::keys::{self, Keypair};
 use crate::manifest::{self, DockerImage, Machine, Manifest};
+use crate::providers::AnyProvider;
 use crate::state::{State, StateDir};
 
 pub use access::{inventory, ssh, ssh_config, InventoryFormat};
-pub use destroy::{destroy, DestroyOptions};
+pub use destroy::destroy;
+pub use failures::MachineFailures;
 pub use gc::{gc, GcOptions};
 pub use global_status::global_status;
 pub use halt::halt;
 pub use provision::provision;
-pub use reload::{reload, up, ReloadOptions};
+pub use reload::{reload, ReloadOptions};
 pub use select::SelectError;
+pub use session::Session;
 pub use status::{status, StatusReport};
 // Named only by the tests that build a report by hand.
 #[cfg(test)]
 pub use status::MachineLine;
-pub use up::UpOptions;
+pub use up::{up, UpOptions};
+
+/// No Machinefile in the current folder or its parents: bad input, like a bad one.
+#[derive(Debug)]
+pub struct NoMachinefile {
+    pub dir: PathBuf,
+}
+
+impl std::fmt::Display for NoMachinefile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "no {} in {} or its parents: write one (see Machinefile.example) or pass -f FILE",
+            manifest::FILE_NAME,
+            self.dir.display()
+        )
+    }
+}
+
+impl std::error::Error for NoMachinefile {}
 
 /// A loaded environment: its validated Machinefile and its state folder.
 pub struct Workspace {
     pub manifest: Manifest,
     pub state_dir: StateDir,
+    /// The user's envctl data folder, where the registry behind `global-status` lives.
+    pub data_dir: PathBuf,
+    /// In the verbs' tests, the backend every `connect` returns, whatever the kind.
+    #[cfg(test)]
+    pub fake: Option<std::sync::Arc<crate::providers::fake::FakeProvider>>,
 }
 
 impl Workspace {
@@ -57,11 +90,7 @@ impl Workspace {
                 let cwd = std::env::current_dir().context("reading the current folder")?;
                 match manifest::find(&cwd) {
                     Some(path) => path,
-                    None => bail!(
-                        "no {} in {} or its parents: write one (see Machinefile.example) or pass -f FILE",
-                        manifest::FILE_NAME,
-                        cwd.display()
-                    ),
+                    None => return Err(NoMachinefile { dir: cwd }.into()),
                 }
             }
         };
@@ -69,12 +98,27 @@ impl Workspace {
         let path = std::fs::canonicalize(&path)
             .or_else(|_| std::path::absolute(&path))
             .with_context(|| format!("resolving {}", path.display()))?;
-        let manifest = manifest::load(&path)?;
-        let state_dir = StateDir::new(&manifest.dir);
-        Ok(Workspace {
+        Ok(Workspace::new(manifest::load(&path)?))
+    }
+
+    /// The workspace of a validated Machinefile: its state lives beside it.
+    pub fn new(manifest: Manifest) -> Workspace {
+        Workspace {
+            state_dir: StateDir::new(&manifest.dir),
+            data_dir: boxes::data_dir(),
             manifest,
-            state_dir,
-        })
+            #[cfg(test)]
+            fake: None,
+        }
+    }
+
+    /// Connects to the backend `kind`, configured by the Machinefile.
+    pub async fn connect(&self, kind: ProviderKind) -> Result<AnyProvider, ProviderError> {
+        #[cfg(test)]
+        if let Some(fake) = &self.fake {
+            return Ok(AnyProvider::Fake(fake.clone()));
+        }
+        AnyProvider::connect(kind, &self.manifest).await
     }
 
     // `select` and `select_one` are in select.rs.
@@ -99,13 +143,8 @@ pub fn choose_provider(
 ) -> ProviderKind {
     asked
         .or(manifest.provider)
-        .or_else(|| running_provider(state))
+        .or(state.provider)
         .unwrap_or(ProviderKind::Docker)
-}
-
-/// The provider the environment's machines exist under, if any exist.
-pub fn running_provider(state: &State) -> Option<ProviderKind> {
-    state.provider.as_deref().and_then(|name| name.parse().ok())
 }
 
 /// Everything the backend needs for one machine, its image resolved for `kind`.

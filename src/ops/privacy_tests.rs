@@ -63,7 +63,7 @@ fn nothing_in_the_state_folder_is_open_to_others() {
     for machine in &ws.manifest.machines {
         machine_spec(&ws, machine, ImageSource::DockerImage("x".into()), &keypair).unwrap();
     }
-    state.provider = Some("virtualbox".into());
+    state.provider = Some(envctl_provider::ProviderKind::Virtualbox);
     state_dir.save(&state).unwrap();
     access::write_known_hosts(&ws).unwrap();
     let console = state_dir.create_console_dir().unwrap();
@@ -110,6 +110,7 @@ fn nothing_in_the_state_folder_is_open_to_others() {
         "vagrant_insecure_key.ed25519",
         "first_contact/web1",
         "inventory",
+        "inventory.json",
         "ssh_config",
     ] {
         assert!(

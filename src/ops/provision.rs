@@ -6,34 +6,29 @@ use anyhow::{bail, Context, Result};
 use envctl_provider::{MachineState, Provider};
 use tokio::process::Command;
 
-use super::{running_provider, Workspace};
+use super::{Session, Workspace};
 use crate::interrupt;
 use crate::output;
-use crate::providers::AnyProvider;
-use crate::state::{write_private, State};
+use crate::state::write_private;
 
 /// `envctl provision [NAMES]`: re-runs the playbook on running machines.
 pub async fn provision(ws: &Workspace, names: &[String]) -> Result<()> {
-    // Names are checked before the lock, which creates .envctl/.
-    let selected = ws.select(names)?;
-    let _lock = ws.state_dir.lock("provision")?;
-    interrupt::install();
-    let mut state = ws.state_dir.load()?;
+    let mut session = Session::open(ws, "provision", ws.select(names)?)?;
     if ws.manifest.provision.is_none() {
         bail!(
             "{} has no `provision` section: name a playbook there first",
             ws.manifest.path.display()
         );
     }
-    let Some(kind) = running_provider(&state) else {
+    let Some(provider) = session.connect_running().await? else {
         bail!(
             "environment `{}` has no machines yet: run `envctl up` first",
             ws.manifest.name
         );
     };
-    let provider = AnyProvider::connect(kind, &ws.manifest).await?;
-    let statuses = provider.status(&ws.env_spec(&state)).await?;
-    let stopped: Vec<&str> = selected
+    let statuses = provider.status(&session.env()).await?;
+    let stopped: Vec<&str> = session
+        .selected
         .iter()
         .filter(|machine| {
             !statuses
@@ -45,31 +40,30 @@ pub async fn provision(ws: &Workspace, names: &[String]) -> Result<()> {
     if !stopped.is_empty() {
         bail!("not running: {}; run `envctl up` first", stopped.join(", "));
     }
-    run(ws, &mut state, names).await
+    run(&mut session).await
 }
 
-/// Runs the playbook once, limited to `names` when some are given, streaming its output.
-/// Marks the machines provisioned only when it succeeds.
-pub(super) async fn run(ws: &Workspace, state: &mut State, names: &[String]) -> Result<()> {
+/// Runs the playbook once on the session's machines (no `--limit` when they are all of
+/// them), streaming its output. Marks the machines provisioned only when it succeeds.
+pub(super) async fn run(session: &mut Session<'_>) -> Result<()> {
+    let ws = session.ws;
     let Some(provision) = &ws.manifest.provision else {
         return Ok(());
     };
-    // `names` may hold `/regex/`es, which Ansible would not read as envctl does: it is
-    // given the machines they select.
-    let selected: Vec<String> = if names.is_empty() {
-        Vec::new()
-    } else {
-        ws.select(names)?.iter().map(|m| m.name.clone()).collect()
-    };
-    let names = selected.as_slice();
+    let every_machine = session.selected.len() == ws.manifest.machines.len();
+    let selected: Vec<String> = session.selected_names();
+    let names: &[String] = if every_machine { &[] } else { &selected };
+    // The inventory file follows the Machinefile, which may have changed since `up`.
+    super::access::write_generated(ws, &session.state)?;
     let program = which::which("ansible-playbook").context(
         "ansible-playbook is not on PATH: install Ansible (scripts/ensure-ansible does it on Debian)",
     )?;
     let mut command = Command::new(program);
     command
         .current_dir(&ws.manifest.dir)
+        // The JSON form: its values are marked so that Ansible never renders them.
         .arg("--inventory")
-        .arg(ws.state_dir.inventory())
+        .arg(ws.state_dir.inventory_json())
         .env("ANSIBLE_HOST_KEY_CHECKING", "True")
         .env("ANSIBLE_RETRY_FILES_ENABLED", "False")
         .env("PYTHONUNBUFFERED", "1")
@@ -116,17 +110,12 @@ pub(super) async fn run(ws: &Workspace, state: &mut State, names: &[String]) -> 
              run `envctl provision`"
         );
     }
-    let provisioned: Vec<String> = if names.is_empty() {
-        state.machines.keys().cloned().collect()
-    } else {
-        names.to_vec()
-    };
-    for name in provisioned {
-        if let Some(record) = state.machines.get_mut(&name) {
+    for name in &selected {
+        if let Some(record) = session.state.machines.get_mut(name) {
             record.provisioned = true;
         }
     }
-    ws.state_dir.save(state)
+    session.save()
 }
 
 /// Ansible's `--limit`: the machines named, narrowed by the Machinefile's own limit.

@@ -146,17 +146,13 @@ mod tests {
 
     use super::*;
     use crate::manifest;
-    use crate::state::StateDir;
 
     fn workspace() -> Workspace {
         let text = "name: habits\nnetwork: {subnet: 10.231.1.0/24}\nmachines:\n  \
                     - {name: web1, ip: 10.231.1.11}\n  - {name: web2, ip: 10.231.1.12}\n  \
                     - {name: db1, ip: 10.231.1.13}\n  - {name: web10, ip: 10.231.1.14}\n";
         let manifest = manifest::parse(Path::new("/p/Machinefile"), text).unwrap();
-        Workspace {
-            state_dir: StateDir::new(Path::new("/p")),
-            manifest,
-        }
+        Workspace::new(manifest)
     }
 
     fn names(machines: Vec<&Machine>) -> Vec<&str> {

@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use anyhow::{bail, Result};
+
 /// One machine as OpenSSH reaches it.
 pub struct SshTarget<'a> {
     pub name: &'a str,
@@ -12,8 +14,17 @@ pub struct SshTarget<'a> {
 }
 
 /// `Host NAME` blocks. Host keys are checked against the environment's `known_hosts`
-/// under the machine's name (`HostKeyAlias`), whatever address reaches it.
-pub fn render_config(targets: &[SshTarget], private_key: &Path, known_hosts: &Path) -> String {
+/// under the machine's name (`HostKeyAlias`), whatever address reaches it. Names and
+/// users come validated from the Machinefile; the address comes from `state.json` and
+/// the paths from the project's folder, so those are checked or quoted here: a line
+/// break in either would start a directive of its own (`Host *`, `ProxyCommand …`).
+pub fn render_config(
+    targets: &[SshTarget],
+    private_key: &Path,
+    known_hosts: &Path,
+) -> Result<String> {
+    let known_hosts = path_argument(known_hosts)?;
+    let key = path_argument(private_key)?;
     let mut out = String::new();
     for target in targets {
         out.push_str(&format!(
@@ -22,14 +33,12 @@ pub fn render_config(targets: &[SshTarget], private_key: &Path, known_hosts: &Pa
              HostKeyAlias {name}\n  PasswordAuthentication no\n  IdentityFile {key}\n  \
              IdentitiesOnly yes\n  LogLevel FATAL\n\n",
             name = target.name,
-            host = target.host,
+            host = host_argument(target)?,
             user = target.user,
             port = target.port,
-            known_hosts = config_quote(&known_hosts.display().to_string()),
-            key = config_quote(&private_key.display().to_string()),
         ));
     }
-    out
+    Ok(out)
 }
 
 /// One entry per machine: its name (the alias envctl and `ssh-config` use), hostname and
@@ -56,13 +65,60 @@ pub fn render_known_hosts(hosts: &[KnownHost]) -> String {
         .collect()
 }
 
-/// ssh_config splits arguments on white space unless they are in double quotes.
-fn config_quote(text: &str) -> String {
-    if text.contains(char::is_whitespace) {
-        format!("\"{text}\"")
-    } else {
-        text.to_string()
+/// The address as one ssh_config argument: a host name, IPv4 or IPv6 address, and
+/// nothing else (no space, quote, `%` token or line break).
+fn host_argument<'a>(target: &SshTarget<'a>) -> Result<&'a str> {
+    let host = target.host;
+    let plain = !host.is_empty()
+        && !host.starts_with('-')
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
+    if !plain {
+        bail!(
+            "machine `{}`: .envctl/state.json records the ssh host `{}`, which is not a host \
+             name or address (was the file edited?): `envctl up {}` records it again",
+            target.name,
+            host.escape_debug(),
+            target.name
+        );
     }
+    Ok(host)
+}
+
+/// A path as one ssh_config argument. ssh splits arguments on white space outside double
+/// quotes and expands `%` tokens and `${VAR}` in `IdentityFile` and `UserKnownHostsFile`:
+/// `%` is doubled, and what cannot be written at all (a line break or other control
+/// character, `"`, `\`, `${`) is refused.
+fn path_argument(path: &Path) -> Result<String> {
+    let Some(text) = path.to_str() else {
+        bail!(
+            "{} is not UTF-8, which ssh_config cannot carry",
+            path.display()
+        );
+    };
+    let unwritable = text
+        .chars()
+        .find(|c| c.is_control() || matches!(c, '"' | '\\'))
+        .map(|c| format!("{c:?}"))
+        .or_else(|| text.contains("${").then(|| "`${`".to_string()));
+    if let Some(what) = unwritable {
+        bail!(
+            "the path {} holds {what}, which ssh_config cannot carry: move the project to a \
+             folder without it",
+            text.escape_debug()
+        );
+    }
+    let escaped = text.replace('%', "%%");
+    let plain = escaped.chars().all(|c| {
+        c.is_ascii_alphanumeric()
+            || matches!(c, '/' | '.' | '_' | '-' | '+' | '%' | ',' | ':' | '@')
+    });
+    Ok(if plain {
+        escaped
+    } else {
+        format!("\"{escaped}\"")
+    })
 }
 
 #[cfg(test)]
@@ -89,7 +145,8 @@ mod tests {
             &targets,
             Path::new("/p/.envctl/id_ed25519"),
             Path::new("/my p/known_hosts"),
-        );
+        )
+        .unwrap();
         let expected = "\
 Host web1
   HostName 192.168.56.11
@@ -131,5 +188,60 @@ Host db1
             render_known_hosts(&hosts),
             "web1,web1.demo.test,192.168.56.11 ssh-ed25519 AAAAC3Nz\n"
         );
+    }
+
+    fn target(host: &str) -> SshTarget<'_> {
+        SshTarget {
+            name: "web1",
+            user: "vagrant",
+            host,
+            port: 22,
+        }
+    }
+
+    #[test]
+    fn a_state_file_cannot_add_directives() {
+        let key = Path::new("/p/.envctl/id_ed25519");
+        let known = Path::new("/p/.envctl/known_hosts");
+        for host in ["10.0.0.1", "127.0.0.1", "web1.demo.test", "fd00::5"] {
+            let text = render_config(&[target(host)], key, known).unwrap();
+            assert!(text.contains(&format!("  HostName {host}\n")), "{text}");
+        }
+        for host in [
+            "10.0.0.1\nHost *\n  ProxyCommand touch /tmp/x",
+            "10.0.0.1 -oProxyCommand=x",
+            "\"10.0.0.1\"",
+            "-oProxyCommand=x",
+            "%d",
+            "",
+        ] {
+            let err = render_config(&[target(host)], key, known).unwrap_err();
+            assert!(
+                err.to_string().contains("records the ssh host"),
+                "{host:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn paths_are_quoted_escaped_or_refused() {
+        let cases = [
+            ("/p/known_hosts", Ok("/p/known_hosts")),
+            ("/my p/known_hosts", Ok("\"/my p/known_hosts\"")),
+            ("/p#1/known_hosts", Ok("\"/p#1/known_hosts\"")),
+            ("/100%/known_hosts", Ok("/100%%/known_hosts")),
+            ("/p\n  ProxyCommand x/known_hosts", Err("'\\n'")),
+            ("/p\"q/known_hosts", Err("'\"'")),
+            ("/p\\q/known_hosts", Err("'\\\\'")),
+            ("/${HOME}/known_hosts", Err("`${`")),
+        ];
+        for (path, want) in cases {
+            let got = path_argument(Path::new(path)).map_err(|err| err.to_string());
+            match (got, want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{path:?}"),
+                (Err(err), Err(words)) => assert!(err.contains(words), "{path:?}: {err}"),
+                (got, _) => panic!("{path:?}: {got:?}"),
+            }
+        }
     }
 }

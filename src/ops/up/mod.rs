@@ -1,0 +1,289 @@
+//! `envctl up`: plan, converge, record. The plan is worked out before anything changes;
+//! converging creates and starts machines in parallel and waits until every one answers
+//! SSH with the environment's key; recording writes the state, the inventory and the
+//! other generated files, then runs the playbook once.
+
+mod ready;
+
+use std::collections::HashSet;
+
+use anyhow::{bail, Result};
+use envctl_provider::{ImageSource, MachineSpec, MachineState, MachineUp, Provider, ProviderKind};
+use futures_util::future::join_all;
+
+use super::{
+    access, choose_provider, image_source, machine_spec, ownership, provision, MachineFailures,
+    Session, Workspace,
+};
+use crate::interrupt;
+use crate::keys;
+use crate::output::{self, Progress};
+use crate::providers::AnyProvider;
+use crate::ssh::Credentials;
+use crate::state::MachineRecord;
+use ready::{bring_to_ready, Reach};
+
+pub struct UpOptions {
+    /// Machines to bring up; all when empty.
+    pub names: Vec<String>,
+    /// The provider asked for on the command line or in ENVCTL_PROVIDER.
+    pub provider: Option<ProviderKind>,
+    /// `--provision` (Some(true)), `--no-provision` (Some(false)), or Vagrant's default:
+    /// provision machines that have not been provisioned since they were created.
+    pub provision: Option<bool>,
+    /// Move an environment that runs under another provider: destroy it there first.
+    pub switch: bool,
+}
+
+/// What `up` will do, worked out before the lock so that a missing image or box, like a
+/// bad name, changes nothing.
+struct Plan {
+    kind: ProviderKind,
+    /// Each selected machine's image, in selection order.
+    images: Vec<ImageSource>,
+}
+
+/// What converging did to each machine.
+struct Converged {
+    /// Machines that existed before this `up` (a provisioned one stays provisioned).
+    existing: HashSet<String>,
+    results: Vec<Result<MachineUp>>,
+}
+
+/// `envctl up`.
+pub async fn up(ws: &Workspace, opts: UpOptions) -> Result<()> {
+    let selected = ws.select(&opts.names)?;
+    let kind = choose_provider(opts.provider, &ws.manifest, &ws.state_dir.load()?);
+    let images = selected
+        .iter()
+        .map(|machine| image_source(ws, machine, kind))
+        .collect::<Result<Vec<_>>>()?;
+    let mut session = Session::open(ws, "up", selected)?;
+    up_planned(&mut session, Plan { kind, images }, &opts).await
+}
+
+/// `up` under a session that is already open (`reload` holds one across halt and up),
+/// under the provider the environment runs under.
+pub(super) async fn up_selected(session: &mut Session<'_>, provision: Option<bool>) -> Result<()> {
+    let ws = session.ws;
+    let kind = choose_provider(None, &ws.manifest, &session.state);
+    let images = session
+        .selected
+        .iter()
+        .map(|machine| image_source(ws, machine, kind))
+        .collect::<Result<Vec<_>>>()?;
+    let opts = UpOptions {
+        names: session.selected_names(),
+        provider: Some(kind),
+        provision,
+        switch: false,
+    };
+    up_planned(session, Plan { kind, images }, &opts).await
+}
+
+async fn up_planned(session: &mut Session<'_>, plan: Plan, opts: &UpOptions) -> Result<()> {
+    leave_other_provider(session, plan.kind, opts.switch).await?;
+    let keypair = keys::ensure_keypair(&session.ws.state_dir, &session.ws.manifest.name)?;
+    let specs = session
+        .selected
+        .iter()
+        .zip(plan.images)
+        .map(|(machine, image)| machine_spec(session.ws, machine, image, &keypair))
+        .collect::<Result<Vec<_>>>()?;
+    let provider = connect_checked(session, plan.kind, &specs).await?;
+    // From here on resources exist: the provider is recorded first, so an interrupted
+    // `up` is finished, not forgotten, by the next command.
+    session.state.provider = Some(plan.kind);
+    session.save()?;
+    access::write_known_hosts(session.ws)?;
+    session.ws.state_dir.create_console_dir()?;
+
+    let creds = Credentials {
+        private_key: &keypair.private_key_path,
+        known_hosts: &session.ws.state_dir.known_hosts(),
+    };
+    let converged = converge(session, &provider, &specs, creds).await?;
+    let changed = record(session, &specs, converged)?;
+    provision_if_due(session, opts.provision, changed, plan.kind).await
+}
+
+/// Refuses to move the environment to `kind` from the provider it runs under, unless
+/// asked to switch; switching destroys it there first, keeping its keys, id and names.
+async fn leave_other_provider(
+    session: &mut Session<'_>,
+    kind: ProviderKind,
+    switch: bool,
+) -> Result<()> {
+    let Some(current) = session.running_kind().filter(|current| *current != kind) else {
+        return Ok(());
+    };
+    if !switch && !session.state.machines.is_empty() {
+        bail!(
+            "environment `{}` runs under the {current} provider; `envctl up --provider \
+             {kind} --switch` moves it (destroying it under {current} first)",
+            session.ws.manifest.name
+        );
+    }
+    if !session.state.machines.is_empty() {
+        output::status(
+            "Switching",
+            &format!("from {current}: destroying the machines there"),
+        );
+    }
+    match session.ws.connect(current).await {
+        Ok(old) => ownership::remove_all(&old, &session.env()).await?,
+        // No machine recorded there: an `up` cut off early, nothing worth blocking on.
+        Err(err) if session.state.machines.is_empty() => {
+            output::status("Skipping", &format!("the clean-up under {current}: {err}"));
+        }
+        Err(err) => return Err(err.into()),
+    }
+    session.state.machines.clear();
+    session.state.provider = None;
+    session.save()?;
+    access::write_generated(session.ws, &session.state)
+}
+
+/// Connects to `kind`, checks it can boot every machine, replaces what an earlier state of
+/// this environment left there, and runs the backend's own checks. Nothing made yet.
+async fn connect_checked(
+    session: &Session<'_>,
+    kind: ProviderKind,
+    specs: &[MachineSpec],
+) -> Result<AnyProvider> {
+    let provider = session.ws.connect(kind).await?;
+    let wanted = provider.capabilities().image_kind;
+    if let Some(spec) = specs.iter().find(|spec| spec.image.kind() != wanted) {
+        bail!(
+            "machine `{}`: the {kind} provider cannot boot its image",
+            spec.name
+        );
+    }
+    let env = session.env();
+    let holdings = provider.holdings().await?;
+    // Replacing removes things: not once Ctrl-C was pressed.
+    interrupt::check()?;
+    for holding in ownership::lost_by(&env, holdings) {
+        output::status(
+            "Replacing",
+            &format!(
+                "what an earlier `{}` in this folder left (id {}), which .envctl/ no longer \
+                 records and whose keys are gone",
+                env.name, holding.owner.env_id
+            ),
+        );
+        ownership::remove_holding(&provider, &holding).await?;
+    }
+    provider.preflight(&env, specs).await?;
+    interrupt::check()?;
+    Ok(provider)
+}
+
+/// Makes what the machines share, then brings every machine up and to SSH-ready in
+/// parallel. A backend call runs to its end even after Ctrl-C; waiting for SSH stops at
+/// once.
+async fn converge(
+    session: &Session<'_>,
+    provider: &AnyProvider,
+    specs: &[MachineSpec],
+    creds: Credentials<'_>,
+) -> Result<Converged> {
+    let env = session.env();
+    let existing: HashSet<String> = provider
+        .status(&env)
+        .await?
+        .into_iter()
+        .filter(|machine| machine.state != MachineState::NotCreated)
+        .map(|machine| machine.name)
+        .collect();
+    interrupt::check()?;
+    let names: Vec<String> = specs.iter().map(|spec| spec.name.clone()).collect();
+    let progress = Progress::new(&names);
+    provider.prepare(&env, specs, &progress).await?;
+    interrupt::check()?;
+    let reach = Reach {
+        provider,
+        env: &env,
+        creds,
+        state_dir: &session.ws.state_dir,
+        progress: &progress,
+    };
+    let results = join_all(specs.iter().map(|spec| async {
+        let up = provider.up(&env, spec, &progress).await?;
+        interrupt::check()?;
+        interrupt::cancellable(bring_to_ready(&reach, spec, &up)).await??;
+        Ok::<MachineUp, anyhow::Error>(up)
+    }))
+    .await;
+    Ok(Converged { existing, results })
+}
+
+/// Writes down what converging did: each machine's record, the state, the inventory and
+/// other generated files. Fails, after writing, if any machine did not come up. Returns
+/// whether any machine changed.
+fn record(session: &mut Session<'_>, specs: &[MachineSpec], converged: Converged) -> Result<bool> {
+    let mut failures = MachineFailures::new("bring up", specs.len());
+    let mut changed = false;
+    for (spec, result) in specs.iter().zip(converged.results) {
+        let up = match result {
+            Ok(up) => up,
+            Err(err) => {
+                failures.push(&spec.name, err);
+                continue;
+            }
+        };
+        changed |= up.changed;
+        let provisioned = converged.existing.contains(&spec.name)
+            && session
+                .state
+                .machines
+                .get(&spec.name)
+                .is_some_and(|record| record.provisioned);
+        let record = MachineRecord {
+            id: up.id,
+            ssh_host: up.endpoint.host,
+            ssh_port: up.endpoint.port,
+            provisioned,
+        };
+        session.state.machines.insert(spec.name.clone(), record);
+        session.saw(&spec.name, MachineState::Running);
+    }
+    session.save()?;
+    access::write_generated(session.ws, &session.state)?;
+    // After the backends and ssh have written theirs with their own umask.
+    session.ws.state_dir.restrict()?;
+    interrupt::check()?;
+    failures.into_result()?;
+    Ok(changed)
+}
+
+/// Runs the playbook when asked to, or, by Vagrant's rule, when a machine has not been
+/// provisioned since it was made.
+async fn provision_if_due(
+    session: &mut Session<'_>,
+    asked: Option<bool>,
+    changed: bool,
+    kind: ProviderKind,
+) -> Result<()> {
+    let count = session.selected.len();
+    let unprovisioned = session.selected.iter().any(|machine| {
+        !session
+            .state
+            .machines
+            .get(&machine.name)
+            .is_some_and(|record| record.provisioned)
+    });
+    let run_playbook = asked.unwrap_or(unprovisioned);
+    if !changed && !run_playbook {
+        output::status(
+            "Finished",
+            &format!("nothing to do: all {count} machines are running"),
+        );
+        return Ok(());
+    }
+    output::status("Ready", &format!("{count} machines under {kind}"));
+    if run_playbook && session.ws.manifest.provision.is_some() {
+        provision::run(session).await?;
+    }
+    Ok(())
+}

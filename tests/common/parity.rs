@@ -20,11 +20,12 @@ pub fn playbook() -> PathBuf {
 }
 
 /// Runs `playbook` with `ansible-playbook` against the environment's generated inventory,
-/// as `envctl provision` runs its own (host keys checked against `.envctl/known_hosts`).
+/// as `envctl provision` runs its own (the JSON form; host keys checked against
+/// `.envctl/known_hosts`).
 pub fn run_playbook(env: &TestEnv, playbook: &Path) -> Output {
     Command::new("ansible-playbook")
         .arg("--inventory")
-        .arg(env.state_dir().join("inventory"))
+        .arg(env.state_dir().join("inventory.json"))
         .arg(playbook)
         .current_dir(&env.dir)
         .env("ANSIBLE_HOST_KEY_CHECKING", "True")

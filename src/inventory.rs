@@ -17,6 +17,7 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 
 use crate::manifest::Machine;
+use crate::ssh;
 
 /// What every inventory is made of.
 pub struct Inventory<'a> {
@@ -150,10 +151,17 @@ impl Inventory<'_> {
     }
 
     /// Pins the environment's known_hosts: Ansible checks every host key against it.
+    /// Ansible splits this string as a shell would and hands each word to ssh, which
+    /// splits an option's value again on white space and expands `%` in it: the path is
+    /// quoted for ssh first ([`ssh::config_path`]), then for the shell.
     fn ssh_common_args(&self) -> String {
+        // Validation refuses a project path that ssh options cannot carry; should one
+        // get here all the same, ssh fails to find the file rather than anything worse.
+        let path = ssh::config_path(self.known_hosts)
+            .unwrap_or_else(|_| self.known_hosts.display().to_string());
         format!(
-            "-o UserKnownHostsFile={} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes",
-            shell_quote(&self.known_hosts.display().to_string())
+            "-o {} -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes",
+            shell_quote(&format!("UserKnownHostsFile={path}"))
         )
     }
 
@@ -327,7 +335,7 @@ web1
 web2
 
 [all:vars]
-ansible_ssh_common_args=\"-o UserKnownHostsFile='/p q/.envctl/known_hosts' -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes\"
+ansible_ssh_common_args=\"-o 'UserKnownHostsFile=\\\"/p q/.envctl/known_hosts\\\"' -o StrictHostKeyChecking=yes -o IdentitiesOnly=yes\"
 ";
         assert_eq!(inventory(&machines).to_ini(), expected);
     }
@@ -444,6 +452,43 @@ ansible_ssh_common_args=\"-o UserKnownHostsFile='/p q/.envctl/known_hosts' -o St
                 r#"tricky='"a\u0085b\u2028c\u2029d\ne\u000bf\fg\u001ch\u001di\u001ej\rk"'"#
             ),
             "{line}"
+        );
+    }
+
+    /// What Ansible does with `ansible_ssh_common_args` (split like a shell, by Python's
+    /// shlex) and then ssh with each word: the known_hosts path reaches ssh whole, with a
+    /// space and a `%` in it.
+    #[test]
+    fn ansible_and_ssh_read_the_known_hosts_path_whole() {
+        let machines = machines();
+        let inventory = Inventory {
+            known_hosts: Path::new("/p q/100%/.envctl/known_hosts"),
+            ..inventory(&machines)
+        };
+        let split = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import shlex, sys; print(*shlex.split(sys.argv[1]), sep='\\n')",
+            ])
+            .arg(inventory.ssh_common_args())
+            .output()
+            .expect("python3, which Ansible needs anyway");
+        let words: Vec<String> = String::from_utf8_lossy(&split.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let config = std::process::Command::new("ssh")
+            .arg("-G")
+            .args(&words)
+            .arg("host")
+            .output()
+            .expect("the OpenSSH client");
+        let config = String::from_utf8_lossy(&config.stdout);
+        assert!(
+            config
+                .lines()
+                .any(|line| line == "userknownhostsfile /p q/100%/.envctl/known_hosts"),
+            "{words:?}\n{config}"
         );
     }
 }

@@ -53,7 +53,7 @@ pub struct Progress {
 
 enum Display {
     Live {
-        _multi: MultiProgress,
+        multi: MultiProgress,
         bars: HashMap<String, ProgressBar>,
     },
     Lines {
@@ -90,10 +90,7 @@ impl Progress {
             .collect();
         Progress {
             started,
-            display: Display::Live {
-                _multi: multi,
-                bars,
-            },
+            display: Display::Live { multi, bars },
         }
     }
 
@@ -129,6 +126,17 @@ impl Progress {
                 bar.finish_with_message(what.to_string());
             }
         }
+    }
+
+    /// A warning about `machine`, printed above the live display rather than through it.
+    pub fn warn(&self, machine: &str, what: &str) {
+        let line = format!("warning: {machine}: {what}");
+        if let Display::Live { multi, .. } = &self.display {
+            if multi.println(&line).is_ok() {
+                return;
+            }
+        }
+        writeln!(std::io::stderr().lock(), "{line}").ok();
     }
 }
 

@@ -3,8 +3,8 @@
 
 use envctl_docker::DockerProvider;
 use envctl_provider::{
-    Capabilities, EnvironmentSpec, Holding, MachineSpec, MachineStatus, MachineUp, Provider,
-    ProviderError, ProviderKind, Report,
+    Capabilities, EnvironmentId, EnvironmentSpec, Holding, MachineSpec, MachineStatus, MachineUp,
+    Provider, ProviderError, ProviderKind, Report,
 };
 use envctl_virtualbox::VirtualboxProvider;
 
@@ -150,19 +150,19 @@ impl Provider for AnyProvider {
         dispatch!(self, p => p.up(env, machine, report).await)
     }
 
-    async fn halt(&self, env: &EnvironmentSpec, machine: &str) -> Result<(), ProviderError> {
+    async fn halt(&self, env: &EnvironmentId, machine: &str) -> Result<(), ProviderError> {
         dispatch!(self, p => p.halt(env, machine).await)
     }
 
-    async fn destroy(&self, env: &EnvironmentSpec, machine: &str) -> Result<(), ProviderError> {
+    async fn destroy(&self, env: &EnvironmentId, machine: &str) -> Result<(), ProviderError> {
         dispatch!(self, p => p.destroy(env, machine).await)
     }
 
-    async fn teardown(&self, env: &EnvironmentSpec) -> Result<(), ProviderError> {
+    async fn teardown(&self, env: &EnvironmentId) -> Result<(), ProviderError> {
         dispatch!(self, p => p.teardown(env).await)
     }
 
-    async fn status(&self, env: &EnvironmentSpec) -> Result<Vec<MachineStatus>, ProviderError> {
+    async fn status(&self, env: &EnvironmentId) -> Result<Vec<MachineStatus>, ProviderError> {
         dispatch!(self, p => p.status(env).await)
     }
 
@@ -170,7 +170,7 @@ impl Provider for AnyProvider {
         dispatch!(self, p => p.holdings().await)
     }
 
-    async fn log_tail(&self, env: &EnvironmentSpec, machine: &str, lines: usize) -> Option<String> {
+    async fn log_tail(&self, env: &EnvironmentId, machine: &str, lines: usize) -> Option<String> {
         dispatch!(self, p => p.log_tail(env, machine, lines).await)
     }
 }

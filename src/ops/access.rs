@@ -86,9 +86,8 @@ pub fn ssh(ws: &Workspace, name: &str, command: &[String]) -> Result<()> {
         private_key: &private_key,
         known_hosts: &known_hosts,
     };
-    let mut ssh = std::process::Command::new("ssh");
-    ssh.args(["-o", "LogLevel=ERROR"])
-        .args(ssh::pinned_args(&target, creds));
+    let mut ssh = ssh::interactive_command(&target, creds)
+        .with_context(|| format!("machine `{name}`: building the ssh command"))?;
     if !command.is_empty() {
         ssh.arg("--").args(command);
     }

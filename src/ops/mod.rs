@@ -25,7 +25,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use envctl_provider::{
-    BoxImage, EnvironmentSpec, ImageSource, MachineSpec, ProviderError, ProviderKind,
+    BoxImage, EnvironmentId, EnvironmentSpec, ImageSource, MachineSpec, ProviderError, ProviderKind,
 };
 
 use crate::boxes;
@@ -125,10 +125,12 @@ impl Workspace {
 
     pub fn env_spec(&self, state: &State) -> EnvironmentSpec {
         EnvironmentSpec {
-            name: self.manifest.name.clone(),
-            id: state.env_id.clone(),
-            project_dir: self.manifest.dir.clone(),
-            console_dir: self.state_dir.console_dir(),
+            who: EnvironmentId {
+                name: self.manifest.name.clone(),
+                id: state.env_id.clone(),
+                project_dir: self.manifest.dir.clone(),
+                console_dir: self.state_dir.console_dir(),
+            },
             network: self.manifest.network,
         }
     }

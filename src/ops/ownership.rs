@@ -3,7 +3,7 @@
 //! `envctl gc` lists and removes such leftovers; `up` replaces its own environment's.
 
 use anyhow::Result;
-use envctl_provider::{EnvironmentSpec, Holding, Provider};
+use envctl_provider::{EnvironmentId, Holding, Provider};
 use futures_util::future::join_all;
 
 use super::MachineFailures;
@@ -18,7 +18,7 @@ pub fn holding_liveness(holding: &Holding) -> Liveness {
 
 /// Removes every machine the backend has for `env`, then what they shared. Destroying by
 /// what the backend reports, not by a list, also takes machines no Machinefile names now.
-pub async fn remove_all(provider: &AnyProvider, env: &EnvironmentSpec) -> Result<()> {
+pub async fn remove_all(provider: &AnyProvider, env: &EnvironmentId) -> Result<()> {
     let machines = provider.status(env).await?;
     let results = join_all(
         machines
@@ -48,13 +48,13 @@ pub async fn remove_holding(provider: &AnyProvider, holding: &Holding) -> Result
             holding.owner.env_id
         ),
     );
-    remove_all(provider, &EnvironmentSpec::for_removal(&holding.owner)).await
+    remove_all(provider, &EnvironmentId::of_owner(&holding.owner)).await
 }
 
 /// Resources of this environment (same name, same folder) made under an id its state no
 /// longer records, e.g. after `.envctl/` was deleted: they hold the environment's names
 /// and addresses but trust keys that are gone, so they can only be replaced.
-pub fn lost_by(env: &EnvironmentSpec, holdings: Vec<Holding>) -> Vec<Holding> {
+pub fn left_by_an_earlier_state(env: &EnvironmentId, holdings: Vec<Holding>) -> Vec<Holding> {
     holdings
         .into_iter()
         .filter(|holding| {
@@ -84,14 +84,14 @@ mod tests {
     #[test]
     fn only_the_same_environment_under_an_old_id_is_lost() {
         let project = PathBuf::from("/src/demo");
-        let env = EnvironmentSpec::for_removal(&owner("now", Some(project.clone())));
+        let env = EnvironmentId::of_owner(&owner("now", Some(project.clone())));
         let holding = |owner: Owner| Holding {
             owner,
             resources: vec!["container demo-web1".into()],
         };
         let mut other_name = owner("old", Some(project.clone()));
         other_name.env = "other".into();
-        let lost = lost_by(
+        let lost = left_by_an_earlier_state(
             &env,
             vec![
                 holding(owner("now", Some(project.clone()))),

@@ -56,7 +56,7 @@ pub(super) async fn run(session: &mut Session<'_>) -> Result<()> {
     // The inventory file follows the Machinefile, which may have changed since `up`.
     super::access::write_generated(ws, &session.state)?;
     let program = which::which("ansible-playbook").context(
-        "ansible-playbook is not on PATH: install Ansible (scripts/ensure-ansible does it on Debian)",
+        "ansible-playbook is not on PATH: install Ansible (`apt-get install ansible`, or `pip install ansible-core`)",
     )?;
     let mut command = Command::new(program);
     command

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 
 use envctl_provider::{
-    Access, Capabilities, EnvironmentSpec, Holding, ImageKind, MachineSpec, MachineState,
-    MachineStatus, MachineUp, Owner, Provider, ProviderError, ProviderKind, Report, SshEndpoint,
+    Access, Capabilities, EnvironmentId, EnvironmentSpec, Holding, ImageKind, MachineSpec,
+    MachineState, MachineStatus, MachineUp, Owner, Provider, ProviderError, ProviderKind, Report,
+    SshEndpoint,
 };
 
 /// One call the verbs made, with the machine it was about.
@@ -203,7 +204,7 @@ impl Provider for FakeProvider {
         })
     }
 
-    async fn halt(&self, _env: &EnvironmentSpec, machine: &str) -> Result<(), ProviderError> {
+    async fn halt(&self, _env: &EnvironmentId, machine: &str) -> Result<(), ProviderError> {
         self.enter(Call::Halt(machine.to_string()))?;
         if let Some((state, _)) = lock(&self.machines).get_mut(machine) {
             *state = MachineState::Stopped;
@@ -211,17 +212,17 @@ impl Provider for FakeProvider {
         Ok(())
     }
 
-    async fn destroy(&self, _env: &EnvironmentSpec, machine: &str) -> Result<(), ProviderError> {
+    async fn destroy(&self, _env: &EnvironmentId, machine: &str) -> Result<(), ProviderError> {
         self.enter(Call::Destroy(machine.to_string()))?;
         lock(&self.machines).remove(machine);
         Ok(())
     }
 
-    async fn teardown(&self, _env: &EnvironmentSpec) -> Result<(), ProviderError> {
+    async fn teardown(&self, _env: &EnvironmentId) -> Result<(), ProviderError> {
         self.enter(Call::Teardown)
     }
 
-    async fn status(&self, _env: &EnvironmentSpec) -> Result<Vec<MachineStatus>, ProviderError> {
+    async fn status(&self, _env: &EnvironmentId) -> Result<Vec<MachineStatus>, ProviderError> {
         self.enter(Call::Status)?;
         Ok(lock(&self.machines)
             .iter()

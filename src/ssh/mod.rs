@@ -1,114 +1,51 @@
 //! envctl's own SSH connections, through the OpenSSH client that Ansible uses too: the
-//! readiness barrier and `envctl ssh`. Host keys are always checked, never learned.
+//! readiness barrier, bootstrap and `envctl ssh`, all with one option set (`options`).
+//! Host keys are always checked: against the pinned key envctl generated, or, during a
+//! box's bootstrap only, against the box's own key as first seen.
 
+mod classify;
 mod config;
+mod host_keys;
+mod options;
+mod ready;
+mod run;
 
 use std::path::Path;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
-use tokio::net::TcpStream;
-use tokio::process::Command;
+use anyhow::Result;
 
+pub use classify::{classify, HostKeyRule, Verdict};
 pub use config::{render_config, render_known_hosts, KnownHost, SshTarget};
+pub use host_keys::{fingerprint, known_fingerprints};
+pub use options::{args, config_path, Connection, HostKeys, Mode};
+pub use ready::{pace, wait_ready, Boot, Deadline, NotReady};
+pub use run::{run, Outcome};
 
-/// The private key and `known_hosts` every connection uses.
+/// The private key and `known_hosts` every pinned connection uses.
 #[derive(Clone, Copy)]
 pub struct Credentials<'a> {
     pub private_key: &'a Path,
     pub known_hosts: &'a Path,
 }
 
-/// The arguments that pin the environment's key and host keys, for any `ssh` command line.
-pub fn pinned_args(target: &SshTarget, creds: Credentials) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "-o",
-        "StrictHostKeyChecking=yes",
-        "-o",
-        "GlobalKnownHostsFile=/dev/null",
-        "-o",
-        "UpdateHostKeys=no",
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "PasswordAuthentication=no",
-    ]
-    .map(String::from)
-    .to_vec();
-    args.push("-o".into());
-    args.push(format!(
-        "UserKnownHostsFile={}",
-        creds.known_hosts.display()
-    ));
-    args.push("-o".into());
-    args.push(format!("HostKeyAlias={}", target.name));
-    args.push("-i".into());
-    args.push(creds.private_key.display().to_string());
-    args.push("-p".into());
-    args.push(target.port.to_string());
-    args.push(format!("{}@{}", target.user, target.host));
-    args
+impl<'a> Connection<'a> {
+    /// The environment's key, and only the host key envctl generated.
+    pub fn pinned(target: &'a SshTarget<'a>, creds: Credentials<'a>) -> Connection<'a> {
+        Connection {
+            target,
+            host_keys: HostKeys::Pinned(creds.known_hosts),
+            identities: vec![creds.private_key],
+        }
+    }
 }
 
-/// Waits until the machine accepts SSH with the environment's key and pinned host key.
-/// On time-out, says the last thing it saw.
-pub async fn wait_ready(
+/// `ssh` to `target` for a person at a terminal (`envctl ssh`), pinned like every other
+/// connection; a remote command may be appended.
+pub fn interactive_command(
     target: &SshTarget<'_>,
     creds: Credentials<'_>,
-    timeout: Duration,
-) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    let address = format!("{}:{}", target.host, target.port);
-    let mut last_seen = String::from("nothing yet");
-    while Instant::now() < deadline {
-        // A TCP probe is cheap; start ssh only once something listens.
-        match tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(&address)).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(err)) => {
-                last_seen = format!("tcp {address}: {err}");
-                tokio::time::sleep(Duration::from_millis(150)).await;
-                continue;
-            }
-            Err(_) => {
-                last_seen = format!("tcp {address}: no answer");
-                continue;
-            }
-        }
-        match try_login(target, creds).await {
-            Ok(()) => return Ok(()),
-            Err(seen) => last_seen = seen,
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    Err(last_seen)
-}
-
-async fn try_login(target: &SshTarget<'_>, creds: Credentials<'_>) -> Result<(), String> {
-    let output = Command::new("ssh")
-        .args([
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "ConnectTimeout=5",
-            "-o",
-            "LogLevel=ERROR",
-        ])
-        .args(pinned_args(target, creds))
-        .arg("true")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|err| format!("running ssh: {err}"))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    Err(stderr
-        .lines()
-        .rfind(|line| !line.trim().is_empty())
-        .map(|line| format!("ssh: {}", line.trim()))
-        .unwrap_or_else(|| format!("ssh exited with {}", output.status)))
+) -> Result<std::process::Command> {
+    let mut command = std::process::Command::new("ssh");
+    command.args(args(&Connection::pinned(target, creds), Mode::Interactive)?);
+    Ok(command)
 }

@@ -14,7 +14,7 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use envctl_provider::{
-    Access, EnvironmentSpec, Init, MachineSpec, MachineState, MachineStatus, MachineUp, Phase,
+    Access, EnvironmentId, Init, MachineSpec, MachineState, MachineStatus, MachineUp, Phase,
     ProviderError, Report, SshEndpoint,
 };
 use futures_util::StreamExt;
@@ -46,7 +46,7 @@ pub(crate) fn split_hostname(fqdn: &str) -> (&str, &str) {
 /// capability. A systemd machine also gets what systemd needs ([`systemd::apply`]); an
 /// `sshd` machine gets no mount at all.
 pub(crate) fn create_body(
-    env: &EnvironmentSpec,
+    env: &EnvironmentId,
     machine: &MachineSpec,
     image: &str,
     cgroups: CgroupHost,
@@ -148,6 +148,36 @@ pub(crate) fn key_archive(machine: &MachineSpec) -> io::Result<Vec<u8>> {
     builder.into_inner()
 }
 
+/// A container keeps the PID 1 it was made with: one made for `sshd` cannot start
+/// systemd (no tmpfs, no cgroup). Rather than start it as it was and let the Machinefile
+/// seem to be obeyed, `up` says how to make it anew. (A container from before `init`
+/// existed has no label and ran sshd.)
+fn check_same_init(
+    existing: &ContainerInspectResponse,
+    machine: &MachineSpec,
+    name: &str,
+) -> Result<(), ProviderError> {
+    let made_with = existing
+        .config
+        .as_ref()
+        .and_then(|config| config.labels.as_ref())
+        .and_then(|labels| labels.get(labels::INIT))
+        .map_or(Init::Sshd.as_str(), String::as_str);
+    if made_with == machine.init.as_str() {
+        return Ok(());
+    }
+    Err(ProviderError::machine(
+        &machine.name,
+        format!("starting container `{name}`"),
+        format!(
+            "it was made to run {made_with} as PID 1 and the Machinefile now says `init: {}`; \
+             `envctl destroy {m}` then `envctl up {m}` makes it anew",
+            machine.init,
+            m = machine.name
+        ),
+    ))
+}
+
 /// What envctl calls a container's state.
 pub(crate) fn machine_state(state: Option<ContainerSummaryStateEnum>) -> MachineState {
     match state {
@@ -184,7 +214,7 @@ fn append_file(
 impl DockerProvider {
     pub(crate) async fn up_machine(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &MachineSpec,
         report: &dyn Report,
     ) -> Result<MachineUp, ProviderError> {
@@ -217,6 +247,7 @@ impl DockerProvider {
             self.start(&machine.name, &name).await?;
             return Ok(up(id, true));
         };
+        check_same_init(&existing, machine, &name)?;
         let id = existing.id.unwrap_or_else(|| name.clone());
         match existing.state.and_then(|state| state.status) {
             Some(ContainerStateStatusEnum::RUNNING) => {
@@ -240,7 +271,7 @@ impl DockerProvider {
 
     pub(crate) async fn halt_machine(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &str,
     ) -> Result<(), ProviderError> {
         if self.owned_container(env, machine).await?.is_none() {
@@ -260,7 +291,7 @@ impl DockerProvider {
 
     pub(crate) async fn destroy_machine(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &str,
     ) -> Result<(), ProviderError> {
         if self.owned_container(env, machine).await?.is_none() {
@@ -271,7 +302,7 @@ impl DockerProvider {
 
     pub(crate) async fn machine_statuses(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
     ) -> Result<Vec<MachineStatus>, ProviderError> {
         let options = ListContainersOptionsBuilder::new()
             .all(true)
@@ -314,7 +345,7 @@ impl DockerProvider {
 
     pub(crate) async fn machine_log_tail(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &str,
         lines: usize,
     ) -> Option<String> {
@@ -350,7 +381,7 @@ impl DockerProvider {
     /// with the name but not the environment's id is someone else's: an error, left alone.
     async fn owned_container(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &str,
     ) -> Result<Option<ContainerInspectResponse>, ProviderError> {
         let name = env.resource_name(machine);
@@ -389,7 +420,7 @@ impl DockerProvider {
     /// whose sshd cannot start.
     async fn create_machine(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &MachineSpec,
         report: &dyn Report,
     ) -> Result<String, ProviderError> {
@@ -454,6 +485,7 @@ impl DockerProvider {
 
 #[cfg(test)]
 mod tests {
+    use envctl_provider::EnvironmentSpec;
     use std::io::Read;
     use std::path::PathBuf;
 
@@ -463,10 +495,12 @@ mod tests {
 
     fn env() -> EnvironmentSpec {
         EnvironmentSpec {
-            name: "demo".to_string(),
-            id: "id-demo".to_string(),
-            project_dir: PathBuf::from("/src/demo"),
-            console_dir: PathBuf::from("/tmp/console"),
+            who: EnvironmentId {
+                name: "demo".to_string(),
+                id: "id-demo".to_string(),
+                project_dir: PathBuf::from("/src/demo"),
+                console_dir: PathBuf::from("/tmp/console"),
+            },
             network: NetworkSpec {
                 subnet: "10.1.0.0/24".parse().unwrap(),
                 gateway: "10.1.0.1".parse().unwrap(),

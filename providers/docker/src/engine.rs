@@ -150,7 +150,9 @@ pub(crate) fn unavailable(endpoint: &str, reason: impl Display) -> ProviderError
     ProviderError::Unavailable {
         provider: ProviderKind::Docker,
         endpoint: endpoint.to_string(),
-        reason: format!("{reason}; start it with `dockerd` or scripts/ensure-docker"),
+        reason: format!(
+            "{reason}; start the Docker daemon (`systemctl start docker`, or `dockerd &`)"
+        ),
     }
 }
 
@@ -243,7 +245,7 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "docker is not available at /var/run/docker.sock: connection refused; \
-             start it with `dockerd` or scripts/ensure-docker"
+             start the Docker daemon (`systemctl start docker`, or `dockerd &`)"
         );
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use envctl_provider::EnvironmentSpec;
+use envctl_provider::EnvironmentId;
 
 /// The environment's name.
 pub const ENV: &str = "envctl.env";
@@ -19,7 +19,7 @@ pub const INIT: &str = "envctl.init";
 pub const RECIPE: &str = "envctl.recipe";
 
 /// The labels of everything made for `env`.
-pub(crate) fn env_labels(env: &EnvironmentSpec) -> HashMap<String, String> {
+pub(crate) fn env_labels(env: &EnvironmentId) -> HashMap<String, String> {
     HashMap::from([
         (ENV.to_string(), env.name.clone()),
         (ENV_ID.to_string(), env.id.clone()),
@@ -28,14 +28,14 @@ pub(crate) fn env_labels(env: &EnvironmentSpec) -> HashMap<String, String> {
 }
 
 /// The labels of the container that backs `machine`.
-pub(crate) fn machine_labels(env: &EnvironmentSpec, machine: &str) -> HashMap<String, String> {
+pub(crate) fn machine_labels(env: &EnvironmentId, machine: &str) -> HashMap<String, String> {
     let mut labels = env_labels(env);
     labels.insert(MACHINE.to_string(), machine.to_string());
     labels
 }
 
 /// A Docker filter that selects what carries `env`'s id.
-pub(crate) fn env_filter(env: &EnvironmentSpec) -> HashMap<&'static str, Vec<String>> {
+pub(crate) fn env_filter(env: &EnvironmentId) -> HashMap<&'static str, Vec<String>> {
     HashMap::from([("label", vec![format!("{ENV_ID}={}", env.id)])])
 }
 

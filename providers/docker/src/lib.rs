@@ -15,8 +15,8 @@ mod systemd;
 
 use bollard::Docker;
 use envctl_provider::{
-    Capabilities, EnvironmentSpec, Holding, ImageKind, MachineSpec, MachineStatus, MachineUp,
-    Provider, ProviderError, ProviderKind, Report,
+    Capabilities, EnvironmentId, EnvironmentSpec, Holding, ImageKind, MachineSpec, MachineStatus,
+    MachineUp, Provider, ProviderError, ProviderKind, Report,
 };
 
 pub use image::image_tag;
@@ -109,19 +109,19 @@ impl Provider for DockerProvider {
         self.up_machine(env, machine, report).await
     }
 
-    async fn halt(&self, env: &EnvironmentSpec, machine: &str) -> Result<(), ProviderError> {
+    async fn halt(&self, env: &EnvironmentId, machine: &str) -> Result<(), ProviderError> {
         self.halt_machine(env, machine).await
     }
 
-    async fn destroy(&self, env: &EnvironmentSpec, machine: &str) -> Result<(), ProviderError> {
+    async fn destroy(&self, env: &EnvironmentId, machine: &str) -> Result<(), ProviderError> {
         self.destroy_machine(env, machine).await
     }
 
-    async fn teardown(&self, env: &EnvironmentSpec) -> Result<(), ProviderError> {
+    async fn teardown(&self, env: &EnvironmentId) -> Result<(), ProviderError> {
         self.remove_shared(env).await
     }
 
-    async fn status(&self, env: &EnvironmentSpec) -> Result<Vec<MachineStatus>, ProviderError> {
+    async fn status(&self, env: &EnvironmentId) -> Result<Vec<MachineStatus>, ProviderError> {
         self.machine_statuses(env).await
     }
 
@@ -129,7 +129,7 @@ impl Provider for DockerProvider {
         self.all_holdings().await
     }
 
-    async fn log_tail(&self, env: &EnvironmentSpec, machine: &str, lines: usize) -> Option<String> {
+    async fn log_tail(&self, env: &EnvironmentId, machine: &str, lines: usize) -> Option<String> {
         self.machine_log_tail(env, machine, lines).await
     }
 }

@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use bollard::models::{Ipam, IpamConfig, NetworkCreateRequest};
 use bollard::query_parameters::{ListNetworksOptionsBuilder, ListVolumesOptionsBuilder};
 use envctl_provider::routes::{conflicting_route, host_routes, HostRoute as Route};
-use envctl_provider::{EnvironmentSpec, MachineSpec, Phase, ProviderError, Report};
+use envctl_provider::{EnvironmentId, EnvironmentSpec, MachineSpec, Phase, ProviderError, Report};
 use ipnetwork::Ipv4Network;
 
 use crate::engine::is_not_found;
@@ -43,7 +43,7 @@ impl fmt::Display for Occupant {
 }
 
 /// Whether `net` is the environment's own network: the name alone could be anyone's.
-pub(crate) fn is_own(env: &EnvironmentSpec, net: &DockerNet) -> bool {
+pub(crate) fn is_own(env: &EnvironmentId, net: &DockerNet) -> bool {
     net.name == env.network_name() && net.labels.get(labels::ENV_ID) == Some(&env.id)
 }
 
@@ -113,7 +113,7 @@ pub(crate) fn check_named(env: &EnvironmentSpec, net: &DockerNet) -> Result<(), 
 /// The first machine address already held on the network by a container that is not the
 /// machine's own, with the holder's name.
 pub(crate) fn foreign_holder(
-    env: &EnvironmentSpec,
+    env: &EnvironmentId,
     machines: &[MachineSpec],
     attached: &[(String, Ipv4Addr)],
 ) -> Option<(Ipv4Addr, String)> {
@@ -231,7 +231,7 @@ impl DockerProvider {
     }
 
     /// Removes the environment's networks and volumes; what is already gone is no error.
-    pub(crate) async fn remove_shared(&self, env: &EnvironmentSpec) -> Result<(), ProviderError> {
+    pub(crate) async fn remove_shared(&self, env: &EnvironmentId) -> Result<(), ProviderError> {
         let mut doomed: Vec<DockerNet> = self.list_networks(Some(env)).await?;
         if let Some(named) = self.named_network(env).await? {
             if is_own(env, &named) && !doomed.iter().any(|net| net.id == named.id) {
@@ -279,7 +279,7 @@ impl DockerProvider {
     /// Every network, or those carrying `env`'s id.
     async fn list_networks(
         &self,
-        env: Option<&EnvironmentSpec>,
+        env: Option<&EnvironmentId>,
     ) -> Result<Vec<DockerNet>, ProviderError> {
         let options = env.map(|env| {
             ListNetworksOptionsBuilder::new()
@@ -298,10 +298,7 @@ impl DockerProvider {
     }
 
     /// The network named after the environment, whoever made it.
-    async fn named_network(
-        &self,
-        env: &EnvironmentSpec,
-    ) -> Result<Option<DockerNet>, ProviderError> {
+    async fn named_network(&self, env: &EnvironmentId) -> Result<Option<DockerNet>, ProviderError> {
         let name = env.network_name();
         match self.docker.inspect_network(&name, None).await {
             Ok(net) => Ok(Some(from_parts(net.name, net.id, net.labels, net.ipam))),
@@ -342,10 +339,12 @@ mod tests {
     fn env(subnet: &str) -> EnvironmentSpec {
         let subnet: Ipv4Network = subnet.parse().unwrap();
         EnvironmentSpec {
-            name: "demo".to_string(),
-            id: "id-demo".to_string(),
-            project_dir: PathBuf::from("/src/demo"),
-            console_dir: PathBuf::from("/tmp/console"),
+            who: EnvironmentId {
+                name: "demo".to_string(),
+                id: "id-demo".to_string(),
+                project_dir: PathBuf::from("/src/demo"),
+                console_dir: PathBuf::from("/tmp/console"),
+            },
             network: NetworkSpec {
                 subnet,
                 gateway: subnet.nth(1).unwrap(),

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::models::{ContainerCreateBody, HostConfig, HostConfigCgroupnsModeEnum};
 use bollard::query_parameters::DownloadFromContainerOptionsBuilder;
-use envctl_provider::{EnvironmentSpec, Init, MachineSpec, ProviderError};
+use envctl_provider::{EnvironmentId, Init, MachineSpec, ProviderError};
 use futures_util::StreamExt;
 
 use crate::engine::is_not_found;
@@ -67,7 +67,7 @@ impl CgroupPlan {
     ///   over Docker's read-only cgroup2 mount, so systemd can write below its own cgroup
     ///   and nowhere else. A private namespace would be tidier, but Docker mounts cgroup2
     ///   read-only in it unless the container is privileged.
-    pub(crate) fn new(host: CgroupHost, env: &EnvironmentSpec, machine: &str) -> CgroupPlan {
+    pub(crate) fn new(host: CgroupHost, env: &EnvironmentId, machine: &str) -> CgroupPlan {
         let slug = format!("{}_{}", path_safe(&env.id), path_safe(machine));
         // The systemd driver wants a slice unit; a dash in its name would nest slices.
         let (parent, dir) = if host.systemd_driver {
@@ -268,6 +268,7 @@ impl DockerProvider {
 
 #[cfg(test)]
 mod tests {
+    use envctl_provider::EnvironmentSpec;
     use std::path::PathBuf;
 
     use envctl_provider::NetworkSpec;
@@ -276,10 +277,12 @@ mod tests {
 
     fn env(id: &str) -> EnvironmentSpec {
         EnvironmentSpec {
-            name: "demo".to_string(),
-            id: id.to_string(),
-            project_dir: PathBuf::from("/src/demo"),
-            console_dir: PathBuf::new(),
+            who: EnvironmentId {
+                name: "demo".to_string(),
+                id: id.to_string(),
+                project_dir: PathBuf::from("/src/demo"),
+                console_dir: PathBuf::new(),
+            },
             network: NetworkSpec {
                 subnet: "10.1.0.0/24".parse().unwrap(),
                 gateway: "10.1.0.1".parse().unwrap(),

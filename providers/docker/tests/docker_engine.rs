@@ -51,11 +51,12 @@ async fn docker_connect_negotiates_api_version() {
 
 #[tokio::test]
 async fn docker_preflight_checks_subnet_and_images() {
-    let provider = provider().await;
-    let docker = raw(&provider);
     let name = "envctl-t-preflight";
-    let _cleanup = Cleanup::new(&docker, name, &[], &[]).await;
-    ensure_base_image(&docker).await;
+    let Rig {
+        provider,
+        docker,
+        cleanup: _cleanup,
+    } = rig(name).await;
 
     // Someone else's network in the middle of the subnet the environment wants.
     let blocker = format!("{name}-blocker");
@@ -220,7 +221,7 @@ async fn docker_prepare_builds_once_and_makes_the_network() {
 
     // Another environment of the same name (another id) is refused, naming the network.
     let mut impostor = env.clone();
-    impostor.id = format!("{}-other", env.id);
+    impostor.who.id = format!("{}-other", env.id);
     let err = provider
         .preflight(&impostor, &machines)
         .await
@@ -298,11 +299,12 @@ async fn docker_build_failure_shows_the_output() {
 
 #[tokio::test]
 async fn docker_machine_lifecycle() {
-    let provider = provider().await;
-    let docker = raw(&provider);
     let name = "envctl-t-lifecycle";
-    let _cleanup = Cleanup::new(&docker, name, &[], &[]).await;
-    ensure_base_image(&docker).await;
+    let Rig {
+        provider,
+        docker,
+        cleanup: _cleanup,
+    } = rig(name).await;
 
     let env = env(name, "10.213.40.0/27");
     let image = ImageSource::DockerBuild(test_recipe());
@@ -620,11 +622,12 @@ async fn docker_foreign_containers_are_left_alone() {
 
 #[tokio::test]
 async fn docker_status_of_ten_machines_is_fast() {
-    let provider = provider().await;
-    let docker = raw(&provider);
     let name = "envctl-t-status";
-    let _cleanup = Cleanup::new(&docker, name, &[], &[]).await;
-    ensure_base_image(&docker).await;
+    let Rig {
+        provider,
+        docker: _,
+        cleanup: _cleanup,
+    } = rig(name).await;
 
     let env = env(name, "10.213.40.160/27");
     let image = ImageSource::DockerBuild(test_recipe());

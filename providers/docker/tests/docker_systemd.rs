@@ -44,11 +44,12 @@ async fn booted(
 
 #[tokio::test]
 async fn docker_systemd_machine_boots_halts_in_order_and_boots_again() {
-    let provider = provider().await;
-    let docker = raw(&provider);
     let name = "envctl-t-systemd";
-    let _cleanup = Cleanup::new(&docker, name, &[], &[]).await;
-    ensure_base_image(&docker).await;
+    let Rig {
+        provider,
+        docker,
+        cleanup: _cleanup,
+    } = rig(name).await;
 
     let env = env(name, "10.213.44.0/27");
     let mut m1 = machine(&env, "m1", 10, ImageSource::DockerBuild(systemd_recipe()));
@@ -128,17 +129,31 @@ async fn docker_systemd_machine_boots_halts_in_order_and_boots_again() {
         ssh(&env, &m1, "systemctl is-active ssh cron").await.trim(),
         "active\nactive"
     );
+
+    // A machine made for systemd is not started as something else: up says to remake it.
+    let mut as_sshd = m1.clone();
+    as_sshd.init = Init::Sshd;
+    let err = provider
+        .up(&env, &as_sshd, &Silent)
+        .await
+        .expect_err("another init needs a new container");
+    let why = source_text(&err);
+    assert!(
+        why.contains("run systemd as PID 1") && why.contains("`envctl destroy m1`"),
+        "{why}"
+    );
     provider.destroy(&env, "m1").await.expect("destroy");
     provider.teardown(&env).await.expect("teardown");
 }
 
 #[tokio::test]
 async fn docker_systemd_is_refused_for_an_image_without_it() {
-    let provider = provider().await;
-    let docker = raw(&provider);
     let name = "envctl-t-nosystemd";
-    let _cleanup = Cleanup::new(&docker, name, &[], &[]).await;
-    ensure_base_image(&docker).await;
+    let Rig {
+        provider,
+        docker,
+        cleanup: _cleanup,
+    } = rig(name).await;
 
     let env = env(name, "10.213.44.32/27");
     let mut m1 = machine(&env, "m1", 10, ImageSource::DockerBuild(test_recipe()));

@@ -15,7 +15,8 @@ pub(crate) const DEFAULT_URI: &str = "qemu:///system";
 /// How long opening the connection may take before libvirt counts as not answering.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
 
-const START_HINT: &str = "start it with scripts/ensure-libvirt or `libvirtd -d`";
+const START_HINT: &str =
+    "start libvirtd (`systemctl start libvirtd`, or `libvirtd -d`; it comes with the libvirt-daemon-system package)";
 
 /// One connection, shared by every call: libvirt's connections are thread-safe.
 #[derive(Clone)]
@@ -95,12 +96,16 @@ pub(crate) fn failure(err: VirtError) -> BoxError {
 }
 
 /// A backend error about `action`, from libvirt's error.
-pub(crate) fn backend(action: impl Into<String>, err: VirtError) -> ProviderError {
+pub(crate) fn backend_error(action: impl Into<String>, err: VirtError) -> ProviderError {
     ProviderError::backend(action, failure(err))
 }
 
 /// An error about one machine's `action`, from libvirt's error.
-pub(crate) fn machine(name: &str, action: impl Into<String>, err: VirtError) -> ProviderError {
+pub(crate) fn machine_error(
+    name: &str,
+    action: impl Into<String>,
+    err: VirtError,
+) -> ProviderError {
     ProviderError::machine(name, action, failure(err))
 }
 

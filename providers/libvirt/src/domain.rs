@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use envctl_provider::{
-    Access, EnvironmentSpec, ImageSource, MachineSpec, MachineState, MachineStatus, MachineUp,
-    Phase, ProviderError, ProviderKind, Report, SshEndpoint,
+    Access, EnvironmentId, EnvironmentSpec, ImageSource, MachineSpec, MachineState, MachineStatus,
+    MachineUp, Phase, ProviderError, ProviderKind, Report, SshEndpoint,
 };
 use virt::connect::Connect;
 use virt::domain::{Domain, DomainState};
@@ -15,7 +15,7 @@ use virt::error::ErrorNumber;
 use virt::sys;
 
 use crate::accel;
-use crate::conn::{found, machine as machine_err};
+use crate::conn::{found, machine_error};
 use crate::network::{common_domain, mac_address};
 use crate::seed::{self, Seed};
 use crate::storage::{self, POOL};
@@ -63,7 +63,7 @@ impl LibvirtProvider {
 
     pub(crate) async fn halt_machine(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &str,
     ) -> Result<(), ProviderError> {
         let name = env.resource_name(machine);
@@ -106,7 +106,7 @@ impl LibvirtProvider {
 
     pub(crate) async fn destroy_machine(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &str,
     ) -> Result<(), ProviderError> {
         // Checks ownership: someone else's domain of that name is left alone.
@@ -130,7 +130,7 @@ impl LibvirtProvider {
 
     pub(crate) async fn machine_statuses(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
     ) -> Result<Vec<MachineStatus>, ProviderError> {
         let env = env.clone();
         self.conn.run(move |connect| statuses(connect, &env)).await
@@ -138,7 +138,7 @@ impl LibvirtProvider {
 
     pub(crate) async fn machine_log_tail(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &str,
         lines: usize,
     ) -> Option<String> {
@@ -151,7 +151,7 @@ impl LibvirtProvider {
     }
 
     /// The console log of `machine`, when libvirt runs on this host to write it.
-    fn console_log(&self, env: &EnvironmentSpec, machine: &str) -> Option<PathBuf> {
+    fn console_log(&self, env: &EnvironmentId, machine: &str) -> Option<PathBuf> {
         if !self.conn.is_local() || !env.has_console_dir() {
             return None;
         }
@@ -159,7 +159,7 @@ impl LibvirtProvider {
         Some(dir.join(format!("{machine}.log")))
     }
 
-    async fn find(&self, env: &EnvironmentSpec, machine: &str) -> Result<Found, ProviderError> {
+    async fn find(&self, env: &EnvironmentId, machine: &str) -> Result<Found, ProviderError> {
         let (domain, who, env_id) = (
             env.resource_name(machine),
             machine.to_string(),
@@ -285,7 +285,7 @@ fn inspect(
 ) -> Result<Found, ProviderError> {
     let action = || format!("looking up domain `{name}`");
     let Some(domain) = found(connect.lookup_domain_by_name(name))
-        .map_err(|err| machine_err(machine, action(), err))?
+        .map_err(|err| machine_error(machine, action(), err))?
     else {
         return Ok(Found::Missing);
     };
@@ -303,10 +303,10 @@ fn inspect(
     }
     let uuid = domain
         .uuid_string()
-        .map_err(|err| machine_err(machine, action(), err))?;
+        .map_err(|err| machine_error(machine, action(), err))?;
     let (state, _) = domain
         .state()
-        .map_err(|err| machine_err(machine, action(), err))?;
+        .map_err(|err| machine_error(machine, action(), err))?;
     Ok(match state {
         Enum::Known(DomainState::Running | DomainState::Blocked) => Found::Running(uuid),
         Enum::Known(DomainState::Paused | DomainState::PMSuspended) => Found::Paused(uuid),
@@ -332,7 +332,7 @@ fn define(
     domain_xml: &str,
 ) -> Result<String, ProviderError> {
     let pool = connect.lookup_storage_pool_by_name(POOL).map_err(|err| {
-        machine_err(
+        machine_error(
             machine,
             format!("looking up storage pool `{POOL}` (did prepare run?)"),
             err,
@@ -344,7 +344,7 @@ fn define(
             connect
                 .define_domain_xml(domain_xml)
                 .and_then(|domain| domain.uuid_string())
-                .map_err(|err| machine_err(machine, format!("defining domain `{name}`"), err))
+                .map_err(|err| machine_error(machine, format!("defining domain `{name}`"), err))
         });
     defined.inspect_err(|_| {
         let _ = storage::delete_volume(&pool, disks.overlay);
@@ -356,9 +356,9 @@ fn define(
 fn start(connect: &Connect, machine: &str, name: &str) -> Result<(), ProviderError> {
     let domain = connect
         .lookup_domain_by_name(name)
-        .map_err(|err| machine_err(machine, format!("looking up domain `{name}`"), err))?;
+        .map_err(|err| machine_error(machine, format!("looking up domain `{name}`"), err))?;
     let (state, _) = domain.state().map_err(|err| {
-        machine_err(
+        machine_error(
             machine,
             format!("reading the state of domain `{name}`"),
             err,
@@ -367,17 +367,17 @@ fn start(connect: &Connect, machine: &str, name: &str) -> Result<(), ProviderErr
     if state.is(DomainState::Paused) {
         return domain
             .resume()
-            .map_err(|err| machine_err(machine, format!("resuming domain `{name}`"), err));
+            .map_err(|err| machine_error(machine, format!("resuming domain `{name}`"), err));
     }
     if state.is(DomainState::PMSuspended) {
         return domain
             .pm_wakeup(0)
-            .map_err(|err| machine_err(machine, format!("waking up domain `{name}`"), err));
+            .map_err(|err| machine_error(machine, format!("waking up domain `{name}`"), err));
     }
     domain
         .create()
         .map(|_| ())
-        .map_err(|err| machine_err(machine, format!("starting domain `{name}`"), err))
+        .map_err(|err| machine_error(machine, format!("starting domain `{name}`"), err))
 }
 
 /// Asks the guest to power off (ACPI) when `ask`; says whether it still runs.
@@ -388,12 +388,12 @@ fn shutdown(
     ask: bool,
 ) -> Result<bool, ProviderError> {
     let Some(domain) = found(connect.lookup_domain_by_name(name))
-        .map_err(|err| machine_err(machine, format!("looking up domain `{name}`"), err))?
+        .map_err(|err| machine_error(machine, format!("looking up domain `{name}`"), err))?
     else {
         return Ok(false);
     };
     let active = domain.is_active().map_err(|err| {
-        machine_err(
+        machine_error(
             machine,
             format!("reading the state of domain `{name}`"),
             err,
@@ -402,7 +402,7 @@ fn shutdown(
     if active && ask {
         match domain.shutdown() {
             Err(err) if !err.code().is(ErrorNumber::OperationInvalid) => {
-                return Err(machine_err(
+                return Err(machine_error(
                     machine,
                     format!("shutting down domain `{name}`"),
                     err,
@@ -417,12 +417,12 @@ fn shutdown(
 /// Pulls the plug on a domain that did not power off in time.
 fn power_off(connect: &Connect, machine: &str, name: &str) -> Result<(), ProviderError> {
     let Some(domain) = found(connect.lookup_domain_by_name(name))
-        .map_err(|err| machine_err(machine, format!("looking up domain `{name}`"), err))?
+        .map_err(|err| machine_error(machine, format!("looking up domain `{name}`"), err))?
     else {
         return Ok(());
     };
     match domain.destroy() {
-        Err(err) if !err.code().is(ErrorNumber::OperationInvalid) => Err(machine_err(
+        Err(err) if !err.code().is(ErrorNumber::OperationInvalid) => Err(machine_error(
             machine,
             format!("forcing off domain `{name}`"),
             err,
@@ -435,7 +435,7 @@ fn power_off(connect: &Connect, machine: &str, name: &str) -> Result<(), Provide
 fn remove(connect: &Connect, machine: &str, name: &str, exists: bool) -> Result<(), ProviderError> {
     let domain = match exists {
         true => found(connect.lookup_domain_by_name(name))
-            .map_err(|err| machine_err(machine, format!("looking up domain `{name}`"), err))?,
+            .map_err(|err| machine_error(machine, format!("looking up domain `{name}`"), err))?,
         false => None,
     };
     if let Some(domain) = domain {
@@ -445,10 +445,10 @@ fn remove(connect: &Connect, machine: &str, name: &str, exists: bool) -> Result<
             | sys::VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
             | sys::VIR_DOMAIN_UNDEFINE_NVRAM;
         found(domain.undefine_flags(flags))
-            .map_err(|err| machine_err(machine, format!("undefining domain `{name}`"), err))?;
+            .map_err(|err| machine_error(machine, format!("undefining domain `{name}`"), err))?;
     }
     let Some(pool) = found(connect.lookup_storage_pool_by_name(POOL))
-        .map_err(|err| machine_err(machine, format!("looking up storage pool `{POOL}`"), err))?
+        .map_err(|err| machine_error(machine, format!("looking up storage pool `{POOL}`"), err))?
     else {
         return Ok(());
     };
@@ -456,9 +456,9 @@ fn remove(connect: &Connect, machine: &str, name: &str, exists: bool) -> Result<
     storage::delete_volume(&pool, &seed::volume_name(name))
 }
 
-fn statuses(connect: &Connect, env: &EnvironmentSpec) -> Result<Vec<MachineStatus>, ProviderError> {
+fn statuses(connect: &Connect, env: &EnvironmentId) -> Result<Vec<MachineStatus>, ProviderError> {
     let domains = connect.list_all_domains(0).map_err(|err| {
-        crate::conn::backend(format!("listing the domains of `{}`", env.name), err)
+        crate::conn::backend_error(format!("listing the domains of `{}`", env.name), err)
     })?;
     let mut statuses: Vec<MachineStatus> = domains
         .iter()

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use envctl_provider::{group_holdings, Holding, Owner, ProviderError};
 use virt::connect::Connect;
 
-use crate::conn::backend;
+use crate::conn::backend_error;
 use crate::domain::owner_of;
 use crate::network::list_networks;
 use crate::{xml, LibvirtProvider};
@@ -21,7 +21,7 @@ fn holdings(connect: &Connect) -> Result<Vec<Holding>, ProviderError> {
     let mut found = Vec::new();
     let domains = connect
         .list_all_domains(0)
-        .map_err(|err| backend("listing libvirt domains", err))?;
+        .map_err(|err| backend_error("listing libvirt domains", err))?;
     for domain in domains {
         if let Some(owner) = owner_of(&domain) {
             let name = domain.name().unwrap_or_default();

@@ -20,8 +20,8 @@ mod xml;
 use std::time::Duration;
 
 use envctl_provider::{
-    Capabilities, EnvironmentSpec, Holding, ImageKind, ImageSource, MachineSpec, MachineStatus,
-    MachineUp, Phase, Provider, ProviderError, ProviderKind, Report,
+    Capabilities, EnvironmentId, EnvironmentSpec, Holding, ImageKind, ImageSource, MachineSpec,
+    MachineStatus, MachineUp, Phase, Provider, ProviderError, ProviderKind, Report,
 };
 
 pub use accel::Accel;
@@ -172,15 +172,15 @@ impl Provider for LibvirtProvider {
         self.up_machine(env, machine, report).await
     }
 
-    async fn halt(&self, env: &EnvironmentSpec, machine: &str) -> Result<(), ProviderError> {
+    async fn halt(&self, env: &EnvironmentId, machine: &str) -> Result<(), ProviderError> {
         self.halt_machine(env, machine).await
     }
 
-    async fn destroy(&self, env: &EnvironmentSpec, machine: &str) -> Result<(), ProviderError> {
+    async fn destroy(&self, env: &EnvironmentId, machine: &str) -> Result<(), ProviderError> {
         self.destroy_machine(env, machine).await
     }
 
-    async fn teardown(&self, env: &EnvironmentSpec) -> Result<(), ProviderError> {
+    async fn teardown(&self, env: &EnvironmentId) -> Result<(), ProviderError> {
         let left: Vec<String> = self
             .machine_statuses(env)
             .await?
@@ -199,7 +199,7 @@ impl Provider for LibvirtProvider {
         self.remove_network(env).await
     }
 
-    async fn status(&self, env: &EnvironmentSpec) -> Result<Vec<MachineStatus>, ProviderError> {
+    async fn status(&self, env: &EnvironmentId) -> Result<Vec<MachineStatus>, ProviderError> {
         self.machine_statuses(env).await
     }
 
@@ -207,7 +207,7 @@ impl Provider for LibvirtProvider {
         self.all_holdings().await
     }
 
-    async fn log_tail(&self, env: &EnvironmentSpec, machine: &str, lines: usize) -> Option<String> {
+    async fn log_tail(&self, env: &EnvironmentId, machine: &str, lines: usize) -> Option<String> {
         self.machine_log_tail(env, machine, lines).await
     }
 }

@@ -7,13 +7,13 @@
 use std::fmt;
 
 use envctl_provider::routes::{conflicting_route, host_routes, HostRoute as Route};
-use envctl_provider::{EnvironmentSpec, MachineSpec, Phase, ProviderError, Report};
+use envctl_provider::{EnvironmentId, EnvironmentSpec, MachineSpec, Phase, ProviderError, Report};
 use ipnetwork::Ipv4Network;
 use sha2::{Digest, Sha256};
 use virt::connect::Connect;
 use virt::sys;
 
-use crate::conn::{backend, found};
+use crate::conn::{backend_error, found};
 use crate::xml::{self, DhcpHost, DnsHost, NetInfo, NetworkXml, Owner};
 use crate::LibvirtProvider;
 
@@ -78,7 +78,7 @@ pub(crate) fn desired(env: &EnvironmentSpec, machines: &[MachineSpec]) -> Networ
 }
 
 /// Whether `net` is the environment's own network: the name alone could be anyone's.
-pub(crate) fn is_own(env: &EnvironmentSpec, net: &NetInfo) -> bool {
+pub(crate) fn is_own(env: &EnvironmentId, net: &NetInfo) -> bool {
     net.name == env.network_name()
         && net
             .owner
@@ -196,7 +196,7 @@ fn section_changes<T: PartialEq>(
     changes
 }
 
-fn dhcp_host(env: &EnvironmentSpec, machine: &MachineSpec) -> DhcpHost {
+fn dhcp_host(env: &EnvironmentId, machine: &MachineSpec) -> DhcpHost {
     DhcpHost {
         mac: mac_address(&env.id, &machine.name),
         name: short_name(&machine.hostname).to_string(),
@@ -241,14 +241,14 @@ pub(crate) fn common_domain(machines: &[MachineSpec]) -> Option<String> {
 pub(crate) fn list_networks(connect: &Connect) -> Result<Vec<NetInfo>, ProviderError> {
     let networks = connect
         .list_all_networks(0)
-        .map_err(|err| backend("listing libvirt networks", err))?;
+        .map_err(|err| backend_error("listing libvirt networks", err))?;
     networks
         .iter()
         .map(|net| {
             let name = net.name().unwrap_or_default();
-            let text = net
-                .xml_desc(0)
-                .map_err(|err| backend(format!("reading the XML of network `{name}`"), err))?;
+            let text = net.xml_desc(0).map_err(|err| {
+                backend_error(format!("reading the XML of network `{name}`"), err)
+            })?;
             xml::parse_network(&text).ok_or_else(|| {
                 ProviderError::backend(
                     format!("reading the XML of network `{name}`"),
@@ -263,14 +263,18 @@ pub(crate) fn list_networks(connect: &Connect) -> Result<Vec<NetInfo>, ProviderE
 fn lookup(connect: &Connect, name: &str) -> Result<Option<(NetInfo, bool)>, ProviderError> {
     let action = || format!("looking up network `{name}`");
     let Some(net) =
-        found(connect.lookup_network_by_name(name)).map_err(|err| backend(action(), err))?
+        found(connect.lookup_network_by_name(name)).map_err(|err| backend_error(action(), err))?
     else {
         return Ok(None);
     };
-    let text = net.xml_desc(0).map_err(|err| backend(action(), err))?;
+    let text = net
+        .xml_desc(0)
+        .map_err(|err| backend_error(action(), err))?;
     let info = xml::parse_network(&text)
         .ok_or_else(|| ProviderError::backend(action(), "its XML does not parse"))?;
-    let active = net.is_active().map_err(|err| backend(action(), err))?;
+    let active = net
+        .is_active()
+        .map_err(|err| backend_error(action(), err))?;
     Ok(Some((info, active)))
 }
 
@@ -278,13 +282,13 @@ fn create(connect: &Connect, wanted: &NetworkXml) -> Result<(), ProviderError> {
     let name = &wanted.name;
     let net = connect
         .define_network_xml(&xml::network(wanted))
-        .map_err(|err| backend(format!("defining network `{name}`"), err))?;
+        .map_err(|err| backend_error(format!("defining network `{name}`"), err))?;
     let started = net
         .set_autostart(false)
-        .map_err(|err| backend(format!("turning off autostart of network `{name}`"), err))
+        .map_err(|err| backend_error(format!("turning off autostart of network `{name}`"), err))
         .and_then(|_| {
             net.create()
-                .map_err(|err| backend(format!("starting network `{name}`"), err))
+                .map_err(|err| backend_error(format!("starting network `{name}`"), err))
         });
     if started.is_err() {
         let _ = net.undefine();
@@ -300,7 +304,7 @@ fn update(
 ) -> Result<(), ProviderError> {
     let net = connect
         .lookup_network_by_name(name)
-        .map_err(|err| backend(format!("looking up network `{name}`"), err))?;
+        .map_err(|err| backend_error(format!("looking up network `{name}`"), err))?;
     let flags = if active {
         sys::VIR_NETWORK_UPDATE_AFFECT_LIVE | sys::VIR_NETWORK_UPDATE_AFFECT_CONFIG
     } else {
@@ -309,7 +313,7 @@ fn update(
     for change in changes {
         net.update(change.command, change.section, -1, &change.xml, flags)
             .map_err(|err| {
-                backend(
+                backend_error(
                     format!("updating network `{name}` with {}", change.xml),
                     err,
                 )
@@ -317,16 +321,17 @@ fn update(
     }
     if !active {
         net.create()
-            .map_err(|err| backend(format!("starting network `{name}`"), err))?;
+            .map_err(|err| backend_error(format!("starting network `{name}`"), err))?;
     }
     if net.autostart().unwrap_or(false) {
-        net.set_autostart(false)
-            .map_err(|err| backend(format!("turning off autostart of network `{name}`"), err))?;
+        net.set_autostart(false).map_err(|err| {
+            backend_error(format!("turning off autostart of network `{name}`"), err)
+        })?;
     }
     Ok(())
 }
 
-fn remove(connect: &Connect, env: &EnvironmentSpec) -> Result<(), ProviderError> {
+fn remove(connect: &Connect, env: &EnvironmentId) -> Result<(), ProviderError> {
     let name = env.network_name();
     let Some((info, active)) = lookup(connect, &name)? else {
         return Ok(());
@@ -343,11 +348,13 @@ fn remove(connect: &Connect, env: &EnvironmentSpec) -> Result<(), ProviderError>
     }
     let net = connect
         .lookup_network_by_name(&name)
-        .map_err(|err| backend(format!("looking up network `{name}`"), err))?;
+        .map_err(|err| backend_error(format!("looking up network `{name}`"), err))?;
     if active {
-        found(net.destroy()).map_err(|err| backend(format!("stopping network `{name}`"), err))?;
+        found(net.destroy())
+            .map_err(|err| backend_error(format!("stopping network `{name}`"), err))?;
     }
-    found(net.undefine()).map_err(|err| backend(format!("undefining network `{name}`"), err))?;
+    found(net.undefine())
+        .map_err(|err| backend_error(format!("undefining network `{name}`"), err))?;
     Ok(())
 }
 
@@ -411,7 +418,7 @@ impl LibvirtProvider {
     }
 
     /// Stops and removes the environment's network; a missing one is not an error.
-    pub(crate) async fn remove_network(&self, env: &EnvironmentSpec) -> Result<(), ProviderError> {
+    pub(crate) async fn remove_network(&self, env: &EnvironmentId) -> Result<(), ProviderError> {
         let env = env.clone();
         self.conn.run(move |connect| remove(connect, &env)).await
     }

@@ -15,7 +15,7 @@ use virt::storage_pool::StoragePool;
 use virt::storage_vol::StorageVol;
 use virt::stream::Stream;
 
-use crate::conn::{backend, found};
+use crate::conn::{backend_error, found};
 use crate::xml;
 
 /// The pool every volume goes in, made when missing.
@@ -112,31 +112,31 @@ pub(crate) fn check_box(image: &BoxImage) -> Result<BoxDisk, ProviderError> {
 pub(crate) fn ensure_pool(connect: &Connect) -> Result<StoragePool, ProviderError> {
     let action = |what: &str| format!("{what} storage pool `{POOL}`");
     let pool = match found(connect.lookup_storage_pool_by_name(POOL))
-        .map_err(|err| backend(action("looking up"), err))?
+        .map_err(|err| backend_error(action("looking up"), err))?
     {
         Some(pool) => pool,
         None => {
             let pool = connect
                 .define_storage_pool_xml(&xml::dir_pool(POOL, POOL_DIR), 0)
-                .map_err(|err| backend(action("defining"), err))?;
+                .map_err(|err| backend_error(action("defining"), err))?;
             pool.build(0)
-                .map_err(|err| backend(action("building"), err))?;
+                .map_err(|err| backend_error(action("building"), err))?;
             pool
         }
     };
     if !pool
         .is_active()
-        .map_err(|err| backend(action("checking"), err))?
+        .map_err(|err| backend_error(action("checking"), err))?
     {
         pool.create(0)
-            .map_err(|err| backend(action("starting"), err))?;
+            .map_err(|err| backend_error(action("starting"), err))?;
     }
     if !pool
         .autostart()
-        .map_err(|err| backend(action("checking"), err))?
+        .map_err(|err| backend_error(action("checking"), err))?
     {
         pool.set_autostart(true)
-            .map_err(|err| backend(action("setting autostart on"), err))?;
+            .map_err(|err| backend_error(action("setting autostart on"), err))?;
     }
     Ok(pool)
 }
@@ -144,8 +144,9 @@ pub(crate) fn ensure_pool(connect: &Connect) -> Result<StoragePool, ProviderErro
 /// Whether the box's volume is there, whole.
 pub(crate) fn has_box_volume(pool: &StoragePool, disk: &BoxDisk) -> Result<bool, ProviderError> {
     let name = &disk.volume;
-    let existing = found(pool.lookup_storage_vol_by_name(name))
-        .map_err(|err| backend(format!("looking up volume `{name}` in pool `{POOL}`"), err))?;
+    let existing = found(pool.lookup_storage_vol_by_name(name)).map_err(|err| {
+        backend_error(format!("looking up volume `{name}` in pool `{POOL}`"), err)
+    })?;
     let Some(volume) = existing else {
         return Ok(false);
     };
@@ -173,7 +174,7 @@ pub(crate) fn upload_box(
 ) -> Result<(), ProviderError> {
     let name = &disk.volume;
     let volume = StorageVol::create_xml(pool, &xml::upload_volume(name), 0)
-        .map_err(|err| backend(format!("creating volume `{name}` in pool `{POOL}`"), err))?;
+        .map_err(|err| backend_error(format!("creating volume `{name}` in pool `{POOL}`"), err))?;
     let uploaded = upload(connect, &volume, disk).and_then(|()| settle(pool, disk));
     if uploaded.is_err() {
         let _ = volume.delete(0);
@@ -189,20 +190,20 @@ pub(crate) fn create_overlay(
     box_volume: &str,
 ) -> Result<StorageVol, ProviderError> {
     let base = pool.lookup_storage_vol_by_name(box_volume).map_err(|err| {
-        backend(
+        backend_error(
             format!("looking up box volume `{box_volume}` in pool `{POOL}`"),
             err,
         )
     })?;
     let info = base
         .info()
-        .map_err(|err| backend(format!("reading volume `{box_volume}`"), err))?;
+        .map_err(|err| backend_error(format!("reading volume `{box_volume}`"), err))?;
     let path = base
         .path()
-        .map_err(|err| backend(format!("reading the path of volume `{box_volume}`"), err))?;
+        .map_err(|err| backend_error(format!("reading the path of volume `{box_volume}`"), err))?;
     delete_volume(pool, name)?;
     StorageVol::create_xml(pool, &xml::overlay_volume(name, info.capacity, &path), 0)
-        .map_err(|err| backend(format!("creating volume `{name}` in pool `{POOL}`"), err))
+        .map_err(|err| backend_error(format!("creating volume `{name}` in pool `{POOL}`"), err))
 }
 
 /// Deletes a volume of the pool; a missing one is not an error.
@@ -217,7 +218,7 @@ pub(crate) fn create_seed(
     delete_volume(pool, name)?;
     let size = image.len() as u64;
     let volume = StorageVol::create_xml(pool, &xml::seed_volume(name, size), 0)
-        .map_err(|err| backend(format!("creating volume `{name}` in pool `{POOL}`"), err))?;
+        .map_err(|err| backend_error(format!("creating volume `{name}` in pool `{POOL}`"), err))?;
     let action = || format!("writing the cloud-init seed to volume `{name}`");
     let sent = send(connect, &volume, image, size, &action);
     if sent.is_err() {
@@ -227,10 +228,11 @@ pub(crate) fn create_seed(
 }
 
 pub(crate) fn delete_volume(pool: &StoragePool, name: &str) -> Result<(), ProviderError> {
-    let existing = found(pool.lookup_storage_vol_by_name(name))
-        .map_err(|err| backend(format!("looking up volume `{name}` in pool `{POOL}`"), err))?;
+    let existing = found(pool.lookup_storage_vol_by_name(name)).map_err(|err| {
+        backend_error(format!("looking up volume `{name}` in pool `{POOL}`"), err)
+    })?;
     match existing.map(|volume| found(volume.delete(0))) {
-        Some(Err(err)) => Err(backend(
+        Some(Err(err)) => Err(backend_error(
             format!("deleting volume `{name}` in pool `{POOL}`"),
             err,
         )),
@@ -253,10 +255,10 @@ fn send(
     size: u64,
     action: &dyn Fn() -> String,
 ) -> Result<(), ProviderError> {
-    let stream = Stream::new(connect, 0).map_err(|err| backend(action(), err))?;
+    let stream = Stream::new(connect, 0).map_err(|err| backend_error(action(), err))?;
     volume
         .upload(&stream, 0, size, 0)
-        .map_err(|err| backend(action(), err))?;
+        .map_err(|err| backend_error(action(), err))?;
     let mut buf = vec![0u8; UPLOAD_CHUNK];
     loop {
         let read = match source.read(&mut buf) {
@@ -280,12 +282,12 @@ fn send(
                 }
                 Err(err) => {
                     let _ = stream.abort();
-                    return Err(backend(action(), err));
+                    return Err(backend_error(action(), err));
                 }
             }
         }
     }
-    stream.finish().map_err(|err| backend(action(), err))
+    stream.finish().map_err(|err| backend_error(action(), err))
 }
 
 /// Waits until libvirt has refreshed the uploaded volume: its whole size is there and it
@@ -294,12 +296,12 @@ fn settle(pool: &StoragePool, disk: &BoxDisk) -> Result<(), ProviderError> {
     let name = &disk.volume;
     let deadline = Instant::now() + SETTLE_TIMEOUT;
     loop {
-        let volume = pool
-            .lookup_storage_vol_by_name(name)
-            .map_err(|err| backend(format!("looking up volume `{name}` after the upload"), err))?;
-        let xml = volume
-            .xml_desc(0)
-            .map_err(|err| backend(format!("reading volume `{name}` after the upload"), err))?;
+        let volume = pool.lookup_storage_vol_by_name(name).map_err(|err| {
+            backend_error(format!("looking up volume `{name}` after the upload"), err)
+        })?;
+        let xml = volume.xml_desc(0).map_err(|err| {
+            backend_error(format!("reading volume `{name}` after the upload"), err)
+        })?;
         let format = xml::volume_format(&xml);
         if physical_size(&volume, name)? == disk.size && format.as_deref() == Some("qcow2") {
             return Ok(());
@@ -323,7 +325,7 @@ fn physical_size(volume: &StorageVol, name: &str) -> Result<u64, ProviderError> 
     volume
         .info_flags(virt::sys::VIR_STORAGE_VOL_GET_PHYSICAL)
         .map(|info| info.allocation)
-        .map_err(|err| backend(format!("reading the size of volume `{name}`"), err))
+        .map_err(|err| backend_error(format!("reading the size of volume `{name}`"), err))
 }
 
 /// Keeps letters, digits, `.`, `_` and `-`; anything else becomes `_`.

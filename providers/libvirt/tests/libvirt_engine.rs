@@ -16,15 +16,13 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use envctl_libvirt::{Accel, LibvirtOptions, LibvirtProvider};
 use envctl_provider::{
-    Access, BoxImage, EnvironmentSpec, HostKey, ImageSource, MachineSpec, MachineState,
-    NetworkSpec, Phase, Provider, ProviderError, Report,
+    Access, BoxImage, EnvironmentSpec, ImageSource, MachineSpec, MachineState, Phase, Provider,
+    ProviderError,
 };
-use ipnetwork::Ipv4Network;
 use virt::connect::Connect;
 
 const URI: &str = "qemu:///system";
@@ -49,7 +47,7 @@ async fn libvirt_connect_without_daemon_says_what_to_start() {
             endpoint, reason, ..
         }) => {
             assert!(endpoint.contains("/nonexistent/libvirt-sock"), "{endpoint}");
-            assert!(reason.contains("scripts/ensure-libvirt"), "{reason}");
+            assert!(reason.contains("systemctl start libvirtd"), "{reason}");
         }
         Err(other) => panic!("expected unavailable, got {other}"),
         Ok(_) => panic!("connected to a socket that does not exist"),
@@ -478,29 +476,15 @@ fn unique(prefix: &str) -> String {
 }
 
 fn env(name: &str, subnet: &str) -> EnvironmentSpec {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    env_with_id(
-        name,
-        subnet,
-        &format!("{:016x}", nanos as u64 ^ u64::from(std::process::id())),
-    )
+    env_with_id(name, subnet, &envctl_testkit::unique_id())
 }
 
 fn env_with_id(name: &str, subnet: &str, id: &str) -> EnvironmentSpec {
-    let subnet: Ipv4Network = subnet.parse().expect("a subnet");
-    EnvironmentSpec {
-        name: name.to_string(),
-        id: id.to_string(),
-        project_dir: PathBuf::from(format!("/tmp/{name}")),
-        console_dir: tempdir(name).join("console"),
-        network: NetworkSpec {
-            subnet,
-            gateway: subnet.nth(1).expect("a gateway"),
-        },
-    }
+    let mut env = envctl_testkit::env(name, subnet);
+    env.who.id = id.to_string();
+    env.who.project_dir = PathBuf::from(format!("/tmp/{name}"));
+    env.who.console_dir = tempdir(name).join("console");
+    env
 }
 
 fn machine(
@@ -510,26 +494,14 @@ fn machine(
     box_dir: &Path,
     version: &str,
 ) -> MachineSpec {
-    let hostname = format!("{name}.{}.test", env.name);
+    let image = ImageSource::Box(BoxImage {
+        name: BOX_NAME.to_string(),
+        version: version.to_string(),
+        dir: box_dir.to_path_buf(),
+    });
     MachineSpec {
-        name: name.to_string(),
-        hostname: hostname.clone(),
-        ip: env.network.subnet.nth(host).expect("an address"),
-        cpus: 1,
         memory_mib: 512,
-        user: "vagrant".to_string(),
-        aliases: vec![name.to_string(), hostname],
-        image: ImageSource::Box(BoxImage {
-            name: BOX_NAME.to_string(),
-            version: version.to_string(),
-            dir: box_dir.to_path_buf(),
-        }),
-        authorized_key: String::new(),
-        host_key: HostKey {
-            private_openssh: String::new(),
-            public_openssh: String::new(),
-        },
-        init: envctl_provider::Init::default(),
+        ..envctl_testkit::machine(env, name, host, image)
     }
 }
 
@@ -554,25 +526,7 @@ fn source_text(err: &ProviderError) -> String {
         .unwrap_or_default()
 }
 
-#[derive(Default)]
-struct Recorder(Mutex<Vec<(String, Phase)>>);
-
-impl Report for Recorder {
-    fn phase(&self, machine: &str, phase: Phase) {
-        if let Ok(mut seen) = self.0.lock() {
-            seen.push((machine.to_string(), phase));
-        }
-    }
-}
-
-impl Recorder {
-    fn saw(&self, machine: &str, phase: Phase) -> bool {
-        self.0
-            .lock()
-            .map(|seen| seen.iter().any(|(m, p)| m == machine && *p == phase))
-            .unwrap_or(false)
-    }
-}
+use envctl_testkit::Recorder;
 
 // ---------------------------------------------------------------------------------------
 // The provider, the box and SSH

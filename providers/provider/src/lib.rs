@@ -14,9 +14,9 @@ use std::future::Future;
 pub use error::{BoxError, ProviderError};
 pub use owner::{group_holdings, Holding, Owner};
 pub use spec::{
-    Access, BoxImage, BuildRecipe, Capabilities, EnvironmentSpec, GuestAddress, HostKey, ImageKind,
-    ImageSource, Init, MachineSpec, MachineState, MachineStatus, MachineUp, NetworkSpec, Phase,
-    ProviderKind, SshEndpoint,
+    Access, BoxImage, BuildRecipe, Capabilities, EnvironmentId, EnvironmentSpec, GuestAddress,
+    HostKey, ImageKind, ImageSource, Init, MachineSpec, MachineState, MachineStatus, MachineUp,
+    NetworkSpec, Phase, ProviderKind, SshEndpoint,
 };
 
 /// Where a backend says what it is doing, machine by machine.
@@ -68,27 +68,27 @@ pub trait Provider: Send + Sync {
     /// Stops the machine; a missing or stopped machine is not an error.
     fn halt(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &str,
     ) -> impl Future<Output = Result<(), ProviderError>> + Send;
 
     /// Removes the machine and everything made for it alone; a missing one is not an error.
     fn destroy(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &str,
     ) -> impl Future<Output = Result<(), ProviderError>> + Send;
 
     /// Removes what the machines shared, once none is left.
     fn teardown(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
     ) -> impl Future<Output = Result<(), ProviderError>> + Send;
 
     /// The state of every machine of the environment that the backend knows of.
     fn status(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
     ) -> impl Future<Output = Result<Vec<MachineStatus>, ProviderError>> + Send;
 
     /// Every environment that has resources on this backend, found by the marks on them,
@@ -99,7 +99,7 @@ pub trait Provider: Send + Sync {
     /// Never wrong to leave as it is: some backends have nothing to show.
     fn log_tail(
         &self,
-        _env: &EnvironmentSpec,
+        _env: &EnvironmentId,
         _machine: &str,
         _lines: usize,
     ) -> impl Future<Output = Option<String>> + Send {

@@ -1,12 +1,9 @@
 //! Whose a resource is, read back from the marks envctl leaves on everything it makes
 //! (labels, metadata, extradata): what `envctl gc` and `up`'s repair of lost state use.
 
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use ipnetwork::Ipv4Network;
-
-use crate::{EnvironmentSpec, NetworkSpec};
+use crate::EnvironmentId;
 
 /// An environment as its resources name it.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -49,27 +46,17 @@ pub fn group_holdings(found: impl IntoIterator<Item = (Owner, String)>) -> Vec<H
     holdings
 }
 
-impl EnvironmentSpec {
-    /// A spec that finds and removes what carries `owner`'s id, and nothing else: good for
-    /// `status`, `destroy` and `teardown` only. It has no network (removal never needs
-    /// one) and no console folder: any console log lives in the owner's own state folder,
-    /// which is gone or now another environment's.
-    pub fn for_removal(owner: &Owner) -> EnvironmentSpec {
-        EnvironmentSpec {
+impl EnvironmentId {
+    /// The identity of the environment that left `owner`'s resources, to find and remove
+    /// them with. It has no console folder: any console log lives in the owner's own state
+    /// folder, which is gone or now another environment's.
+    pub fn of_owner(owner: &Owner) -> EnvironmentId {
+        EnvironmentId {
             name: owner.env.clone(),
             id: owner.env_id.clone(),
             project_dir: owner.project_dir.clone().unwrap_or_default(),
             console_dir: PathBuf::new(),
-            network: NetworkSpec {
-                subnet: Ipv4Network::new(Ipv4Addr::UNSPECIFIED, 0).expect("/0 is a valid prefix"),
-                gateway: Ipv4Addr::UNSPECIFIED,
-            },
         }
-    }
-
-    /// Whether the backend may keep console logs for this environment.
-    pub fn has_console_dir(&self) -> bool {
-        !self.console_dir.as_os_str().is_empty()
     }
 }
 
@@ -109,7 +96,7 @@ mod tests {
 
     #[test]
     fn a_removal_spec_has_no_console_folder() {
-        let spec = EnvironmentSpec::for_removal(&owner("a", Some("/p")));
+        let spec = EnvironmentId::of_owner(&owner("a", Some("/p")));
         assert_eq!(spec.resource_name("web1"), "demo-web1");
         assert_eq!(spec.id, "a");
         assert!(!spec.has_console_dir());

@@ -65,9 +65,11 @@ pub enum ImageKind {
     Box,
 }
 
-/// One environment, as a backend needs to know it.
-#[derive(Clone, Debug)]
-pub struct EnvironmentSpec {
+/// Who an environment is: all a backend needs to find, stop and remove what it made.
+/// `halt`, `destroy`, `teardown`, `status` and `log_tail` take only this, so removing
+/// what a lost environment left needs nothing made up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvironmentId {
     /// The environment's name; it prefixes every resource made for it.
     pub name: String,
     /// A random id, unique to this environment, recorded on every resource.
@@ -75,12 +77,12 @@ pub struct EnvironmentSpec {
     /// The folder of the Machinefile, recorded on resources to say whose they are.
     pub project_dir: PathBuf,
     /// A folder the caller owns where a backend may keep console logs; empty when there is
-    /// none (see [`EnvironmentSpec::for_removal`]).
+    /// none (an environment known only from its resources' marks: see
+    /// [`EnvironmentId::of_owner`]).
     pub console_dir: PathBuf,
-    pub network: NetworkSpec,
 }
 
-impl EnvironmentSpec {
+impl EnvironmentId {
     /// The name of the resource that backs `machine`, e.g. a container or domain name.
     pub fn resource_name(&self, machine: &str) -> String {
         format!("{}-{}", self.name, machine)
@@ -89,6 +91,29 @@ impl EnvironmentSpec {
     /// The name of the environment's network.
     pub fn network_name(&self) -> String {
         format!("{}-net", self.name)
+    }
+
+    /// Whether the backend may keep console logs for this environment.
+    pub fn has_console_dir(&self) -> bool {
+        !self.console_dir.as_os_str().is_empty()
+    }
+}
+
+/// One environment as a backend needs it to make machines: who it is, and its network.
+#[derive(Clone, Debug)]
+pub struct EnvironmentSpec {
+    pub who: EnvironmentId,
+    pub network: NetworkSpec,
+}
+
+/// A spec is its environment's identity and more: every call that takes an identity
+/// takes a spec as it is, and code that makes machines reads `env.name` without a
+/// detour.
+impl std::ops::Deref for EnvironmentSpec {
+    type Target = EnvironmentId;
+
+    fn deref(&self) -> &EnvironmentId {
+        &self.who
     }
 }
 

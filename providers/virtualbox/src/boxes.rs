@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 
 use envctl_provider::{
-    BoxImage, EnvironmentSpec, ImageSource, MachineSpec, Phase, ProviderError, ProviderKind, Report,
+    BoxImage, EnvironmentId, ImageSource, MachineSpec, Phase, ProviderError, ProviderKind, Report,
 };
 
 use crate::vm::{describe_owner, Owner, SNAPSHOT};
@@ -14,7 +14,7 @@ use crate::{keys, VirtualboxProvider};
 
 /// The base VM `image` is imported into for `env`. Machine names cannot start with a dash,
 /// so `<env>--box-…` never names a machine.
-pub(crate) fn base_name(env: &EnvironmentSpec, image: &BoxImage) -> String {
+pub(crate) fn base_name(env: &EnvironmentId, image: &BoxImage) -> String {
     format!(
         "{}--box-{}-{}",
         env.name,
@@ -73,7 +73,7 @@ impl VirtualboxProvider {
     /// Preflight: no VM that `up` would make is someone else's already.
     pub(crate) async fn check_names(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machines: &[MachineSpec],
     ) -> Result<(), ProviderError> {
         let mut wanted: HashSet<String> = HashSet::new();
@@ -86,7 +86,7 @@ impl VirtualboxProvider {
                 continue;
             }
             let owner = self.owner(env, &name).await.map_err(|err| {
-                self.backend_err(format!("reading the extradata of VM `{name}`"), err)
+                self.backend_error(format!("reading the extradata of VM `{name}`"), err)
             })?;
             if let Owner::Other(extra) = owner {
                 return Err(ProviderError::backend(
@@ -104,7 +104,7 @@ impl VirtualboxProvider {
     /// Prepare: imports each box the machines use into its base VM, once.
     pub(crate) async fn ensure_bases(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machines: &[MachineSpec],
         report: &dyn Report,
     ) -> Result<(), ProviderError> {
@@ -130,12 +130,12 @@ impl VirtualboxProvider {
 
     /// Checks an existing base VM and takes its snapshot if an earlier `up` stopped short of
     /// it. False when the VM vanished meanwhile.
-    async fn finish_base(&self, env: &EnvironmentSpec, base: &str) -> Result<bool, ProviderError> {
+    async fn finish_base(&self, env: &EnvironmentId, base: &str) -> Result<bool, ProviderError> {
         let action = format!("checking base VM `{base}`");
         match self
             .owner(env, base)
             .await
-            .map_err(|err| self.backend_err(&action, err))?
+            .map_err(|err| self.backend_error(&action, err))?
         {
             Owner::Missing => Ok(false),
             Owner::Other(extra) => Err(ProviderError::backend(
@@ -149,14 +149,14 @@ impl VirtualboxProvider {
                 if !self
                     .vm_info(base)
                     .await
-                    .map_err(|err| self.backend_err(&action, err))?
+                    .map_err(|err| self.backend_error(&action, err))?
                     .has_snapshot(SNAPSHOT)
                 {
                     self.vbox
                         .run(["snapshot", base, "take", SNAPSHOT])
                         .await
                         .map_err(|err| {
-                            self.backend_err(format!("taking a snapshot of `{base}`"), err)
+                            self.backend_error(format!("taking a snapshot of `{base}`"), err)
                         })?;
                 }
                 Ok(true)
@@ -168,7 +168,7 @@ impl VirtualboxProvider {
     /// failure after the import removes the VM again.
     async fn import_base(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         image: &BoxImage,
         base: &str,
     ) -> Result<(), ProviderError> {
@@ -177,7 +177,7 @@ impl VirtualboxProvider {
             .run(["import", ovf.as_str(), "--vsys", "0", "--vmname", base])
             .await
             .map_err(|err| {
-                self.backend_err(
+                self.backend_error(
                     format!("importing box {} {} as `{base}`", image.name, image.version),
                     err,
                 )
@@ -194,8 +194,8 @@ impl VirtualboxProvider {
         };
         let action = format!("preparing base VM `{base}`");
         match self.vbox.run(["unregistervm", base, "--delete"]).await {
-            Ok(_) => Err(self.backend_err(action, err)),
-            Err(undo) => Err(self.backend_err(
+            Ok(_) => Err(self.backend_error(action, err)),
+            Err(undo) => Err(self.backend_error(
                 format!("{action} (deleting it again failed too, so it is left: {undo})"),
                 err,
             )),

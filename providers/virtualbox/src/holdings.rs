@@ -20,7 +20,9 @@ impl VirtualboxProvider {
                 // Gone since it was listed.
                 Err(err) if err.is_not_found() => continue,
                 Err(err) => {
-                    return Err(self.backend_err(format!("reading the extradata of `{name}`"), err))
+                    return Err(
+                        self.backend_error(format!("reading the extradata of `{name}`"), err)
+                    )
                 }
             };
             let (Some(env), Some(env_id)) = (extra.get(keys::ENV), extra.get(keys::ENV_ID)) else {
@@ -39,7 +41,7 @@ impl VirtualboxProvider {
             .vbox
             .run(["getextradata", "global", "enumerate"])
             .await
-            .map_err(|err| self.backend_err("reading VirtualBox's global extradata", err))?;
+            .map_err(|err| self.backend_error("reading VirtualBox's global extradata", err))?;
         for (key, env_id) in parse::extradata_all(&global) {
             if let Some(network) = key.strip_prefix(keys::HOSTONLY_PREFIX) {
                 let owner = Owner {

@@ -24,8 +24,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use envctl_provider::{
-    Capabilities, EnvironmentSpec, Holding, ImageKind, MachineSpec, MachineStatus, MachineUp,
-    Provider, ProviderError, ProviderKind, Report,
+    Capabilities, EnvironmentId, EnvironmentSpec, Holding, ImageKind, MachineSpec, MachineStatus,
+    MachineUp, Provider, ProviderError, ProviderKind, Report,
 };
 
 use crate::network::HostOnly;
@@ -213,24 +213,24 @@ impl VirtualboxProvider {
         })
     }
 
-    fn remember(&self, env: &EnvironmentSpec, host_only: HostOnly) {
+    fn remember(&self, env: &EnvironmentId, host_only: HostOnly) {
         if let Ok(mut known) = self.host_only_nets.lock() {
             known.insert(env.id.clone(), host_only);
         }
     }
 
-    fn remembered(&self, env: &EnvironmentSpec) -> Option<HostOnly> {
+    fn remembered(&self, env: &EnvironmentId) -> Option<HostOnly> {
         self.host_only_nets.lock().ok()?.get(&env.id).cloned()
     }
 
-    fn forget(&self, env: &EnvironmentSpec) {
+    fn forget(&self, env: &EnvironmentId) {
         if let Ok(mut known) = self.host_only_nets.lock() {
             known.remove(&env.id);
         }
     }
 
     /// A failed call that is not about one machine, or `Unavailable` if VBoxManage is gone.
-    fn backend_err(&self, action: impl Into<String>, err: CallError) -> ProviderError {
+    fn backend_error(&self, action: impl Into<String>, err: CallError) -> ProviderError {
         match err {
             CallError::Spawn { .. } => unavailable(self.vbox.path(), err.to_string()),
             err => ProviderError::backend(action, err),
@@ -238,7 +238,7 @@ impl VirtualboxProvider {
     }
 
     /// A failed call about `machine`, or `Unavailable` if VBoxManage is gone.
-    fn machine_err(
+    fn machine_error(
         &self,
         machine: &str,
         action: impl Into<String>,
@@ -316,20 +316,20 @@ impl Provider for VirtualboxProvider {
         self.up_machine(env, machine, report).await
     }
 
-    async fn halt(&self, env: &EnvironmentSpec, machine: &str) -> Result<(), ProviderError> {
+    async fn halt(&self, env: &EnvironmentId, machine: &str) -> Result<(), ProviderError> {
         self.halt_machine(env, machine).await
     }
 
-    async fn destroy(&self, env: &EnvironmentSpec, machine: &str) -> Result<(), ProviderError> {
+    async fn destroy(&self, env: &EnvironmentId, machine: &str) -> Result<(), ProviderError> {
         self.destroy_machine(env, machine).await
     }
 
-    async fn teardown(&self, env: &EnvironmentSpec) -> Result<(), ProviderError> {
+    async fn teardown(&self, env: &EnvironmentId) -> Result<(), ProviderError> {
         self.remove_bases(env).await?;
         self.remove_host_only(env).await
     }
 
-    async fn status(&self, env: &EnvironmentSpec) -> Result<Vec<MachineStatus>, ProviderError> {
+    async fn status(&self, env: &EnvironmentId) -> Result<Vec<MachineStatus>, ProviderError> {
         self.machine_statuses(env).await
     }
 
@@ -337,7 +337,7 @@ impl Provider for VirtualboxProvider {
         self.all_holdings().await
     }
 
-    async fn log_tail(&self, env: &EnvironmentSpec, machine: &str, lines: usize) -> Option<String> {
+    async fn log_tail(&self, env: &EnvironmentId, machine: &str, lines: usize) -> Option<String> {
         let path = env.console_dir.join(format!("{machine}.log"));
         let text = tokio::fs::read(&path).await.ok()?;
         let text = String::from_utf8_lossy(&text);

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use envctl_provider::{EnvironmentSpec, MachineState, MachineStatus, ProviderError};
+use envctl_provider::{EnvironmentId, MachineState, MachineStatus, ProviderError};
 
 use crate::network::mac_from_vbox;
 use crate::vm::Owner;
@@ -27,13 +27,13 @@ impl VirtualboxProvider {
     /// within the halt timeout.
     pub(crate) async fn halt_machine(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &str,
     ) -> Result<(), ProviderError> {
         let vm = env.resource_name(machine);
         let err = |action: &str| {
             let action = format!("{action} VM `{vm}`");
-            move |e| self.machine_err(machine, action, e)
+            move |e| self.machine_error(machine, action, e)
         };
         let Owner::Ours(_) = self.owner(env, &vm).await.map_err(err("inspecting"))? else {
             return Ok(());
@@ -82,13 +82,13 @@ impl VirtualboxProvider {
     /// disks. The base VM stays for the other machines; `teardown` removes it.
     pub(crate) async fn destroy_machine(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &str,
     ) -> Result<(), ProviderError> {
         let vm = env.resource_name(machine);
         let err = |action: &str| {
             let action = format!("{action} VM `{vm}`");
-            move |e| self.machine_err(machine, action, e)
+            move |e| self.machine_error(machine, action, e)
         };
         let Owner::Ours(extra) = self.owner(env, &vm).await.map_err(err("inspecting"))? else {
             return Ok(());
@@ -119,7 +119,7 @@ impl VirtualboxProvider {
     /// (whose it is, which machine) and, for the environment's machines, its state.
     pub(crate) async fn machine_statuses(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
     ) -> Result<Vec<MachineStatus>, ProviderError> {
         let prefix = format!("{}-", env.name);
         let base_prefix = format!("{}--", env.name);
@@ -132,7 +132,7 @@ impl VirtualboxProvider {
             let Owner::Ours(extra) = self
                 .owner(env, &name)
                 .await
-                .map_err(|e| self.backend_err(action(), e))?
+                .map_err(|e| self.backend_error(action(), e))?
             else {
                 continue;
             };
@@ -142,7 +142,7 @@ impl VirtualboxProvider {
             let info = self
                 .vm_info(&name)
                 .await
-                .map_err(|e| self.backend_err(action(), e))?;
+                .map_err(|e| self.backend_error(action(), e))?;
             statuses.push(MachineStatus {
                 name: machine.clone(),
                 id: uuid,
@@ -155,7 +155,7 @@ impl VirtualboxProvider {
 
     /// Teardown: deletes the environment's base VMs. Their snapshots are the parents of the
     /// machines' disks, so this fails while a machine is left.
-    pub(crate) async fn remove_bases(&self, env: &EnvironmentSpec) -> Result<(), ProviderError> {
+    pub(crate) async fn remove_bases(&self, env: &EnvironmentId) -> Result<(), ProviderError> {
         let prefix = format!("{}--box-", env.name);
         for (name, _) in self.list_vms().await? {
             if !name.starts_with(&prefix) {
@@ -165,12 +165,12 @@ impl VirtualboxProvider {
             if let Owner::Ours(_) = self
                 .owner(env, &name)
                 .await
-                .map_err(|e| self.backend_err(&action, e))?
+                .map_err(|e| self.backend_error(&action, e))?
             {
                 self.vbox
                     .run(["unregistervm", name.as_str(), "--delete"])
                     .await
-                    .map_err(|e| self.backend_err(&action, e))?;
+                    .map_err(|e| self.backend_error(&action, e))?;
             }
         }
         Ok(())

@@ -15,7 +15,9 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use envctl_provider::{EnvironmentSpec, MachineSpec, NetworkSpec, Phase, ProviderError, Report};
+use envctl_provider::{
+    EnvironmentId, EnvironmentSpec, MachineSpec, NetworkSpec, Phase, ProviderError, Report,
+};
 use ipnetwork::Ipv4Network;
 
 use crate::parse;
@@ -114,7 +116,7 @@ impl VirtualboxProvider {
             .vbox
             .run(["getextradata", "global", key.as_str()])
             .await
-            .map_err(|err| self.backend_err("reading VirtualBox's global extradata", err))?;
+            .map_err(|err| self.backend_error("reading VirtualBox's global extradata", err))?;
         match parse::extradata_value(&owner) {
             Some(id) if id != env.id => Err(ProviderError::SubnetConflict {
                 subnet: env.network.subnet,
@@ -187,16 +189,13 @@ impl VirtualboxProvider {
 
     /// Teardown: removes every host-only interface or network recorded as made for `env`
     /// (one the user removed already only loses its record).
-    pub(crate) async fn remove_host_only(
-        &self,
-        env: &EnvironmentSpec,
-    ) -> Result<(), ProviderError> {
+    pub(crate) async fn remove_host_only(&self, env: &EnvironmentId) -> Result<(), ProviderError> {
         self.forget(env);
         let all = self
             .vbox
             .run(["getextradata", "global", "enumerate"])
             .await
-            .map_err(|err| self.backend_err("reading VirtualBox's global extradata", err))?;
+            .map_err(|err| self.backend_error("reading VirtualBox's global extradata", err))?;
         let ours: Vec<String> = parse::extradata_all(&all)
             .into_iter()
             .filter(|(_, id)| *id == env.id)
@@ -229,7 +228,7 @@ impl VirtualboxProvider {
                     .vbox
                     .run(["hostonlyif", "create"])
                     .await
-                    .map_err(|err| self.backend_err("creating a host-only interface", err))?;
+                    .map_err(|err| self.backend_error("creating a host-only interface", err))?;
                 parse::created_interface(&out).ok_or_else(|| {
                     ProviderError::backend(
                         "creating a host-only interface",
@@ -261,7 +260,7 @@ impl VirtualboxProvider {
                     "--enable",
                 ];
                 self.vbox.run(args).await.map_err(|err| {
-                    self.backend_err(format!("adding host-only network `{name}`"), err)
+                    self.backend_error(format!("adding host-only network `{name}`"), err)
                 })?;
                 name
             }
@@ -290,7 +289,7 @@ impl VirtualboxProvider {
             .run(["setextradata", "global", key.as_str(), env.id.as_str()])
             .await
             .map_err(|err| {
-                self.backend_err(format!("recording `{name}` as made by envctl"), err)
+                self.backend_error(format!("recording `{name}` as made by envctl"), err)
             })?;
         if self.host_only == HostOnlyKind::Network {
             return Ok(());
@@ -309,7 +308,7 @@ impl VirtualboxProvider {
             ])
             .await
             .map_err(|err| {
-                self.backend_err(
+                self.backend_error(
                     format!("giving host-only interface `{name}` the address {gateway}"),
                     err,
                 )
@@ -343,7 +342,7 @@ impl VirtualboxProvider {
             "--enable",
         ];
         self.vbox.run(args).await.map_err(|err| {
-            self.backend_err(format!("setting up the DHCP server of `{name}`"), err)
+            self.backend_error(format!("setting up the DHCP server of `{name}`"), err)
         })?;
         Ok(())
     }
@@ -365,7 +364,7 @@ impl VirtualboxProvider {
     async fn remove_one(&self, name: &str, present: bool) -> Result<(), ProviderError> {
         let err = |what: &str| {
             let what = format!("removing {what} `{name}`");
-            move |e| self.backend_err(what, e)
+            move |e| self.backend_error(what, e)
         };
         match (present, self.host_only) {
             (false, _) => {}
@@ -405,7 +404,7 @@ impl VirtualboxProvider {
             HostOnlyKind::Network => ("hostonlynets", "Name", "LowerIP"),
         };
         let out = self.vbox.run(["list", what]).await.map_err(|err| {
-            self.backend_err(
+            self.backend_error(
                 format!("listing VirtualBox's {}s", self.host_only.noun()),
                 err,
             )
@@ -427,7 +426,7 @@ impl VirtualboxProvider {
             .vbox
             .run(["list", "dhcpservers"])
             .await
-            .map_err(|err| self.backend_err("listing VirtualBox's DHCP servers", err))?;
+            .map_err(|err| self.backend_error("listing VirtualBox's DHCP servers", err))?;
         let network = format!("HostInterfaceNetworking-{interface}");
         Ok(parse::records(&out, "NetworkName")
             .iter()

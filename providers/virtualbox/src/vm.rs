@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::net::TcpListener;
 
 use envctl_provider::{
-    Access, BoxImage, EnvironmentSpec, GuestAddress, MachineSpec, MachineUp, Phase, ProviderError,
-    Report, SshEndpoint,
+    Access, BoxImage, EnvironmentId, EnvironmentSpec, GuestAddress, MachineSpec, MachineUp, Phase,
+    ProviderError, Report, SshEndpoint,
 };
 
 use crate::boxes::{base_name, box_of};
@@ -33,7 +33,7 @@ pub(crate) enum Owner {
 
 /// What `up` made for a new machine so far, to undo if a later step fails.
 #[derive(Default)]
-struct Made {
+struct ToUndo {
     /// The DHCP server (host-only interface) given the machine's fixed address.
     dhcp: Option<String>,
 }
@@ -65,7 +65,7 @@ impl VirtualboxProvider {
         let vm = env.resource_name(&machine.name);
         let host_only = self.host_only_of(env).await?;
         let owner = self.owner(env, &vm).await.map_err(|err| {
-            self.machine_err(
+            self.machine_error(
                 &machine.name,
                 format!("reading the extradata of VM `{vm}`"),
                 err,
@@ -114,13 +114,13 @@ impl VirtualboxProvider {
             "--register",
         ];
         self.vbox.run(args).await.map_err(|err| {
-            self.machine_err(
+            self.machine_error(
                 &machine.name,
                 format!("cloning `{base}` into VM `{vm}`"),
                 err,
             )
         })?;
-        let mut made = Made::default();
+        let mut to_undo = ToUndo::default();
         let result = async {
             // The id first: from then on a crash leaves a VM envctl knows as its own.
             self.set_extradata(&vm, keys::ENV_ID, &env.id).await?;
@@ -131,7 +131,14 @@ impl VirtualboxProvider {
                 .await?;
             let info = self.vm_info(&vm).await?;
             let port = self
-                .configure(env, machine, host_only, &info, &BTreeMap::new(), &mut made)
+                .configure(
+                    env,
+                    machine,
+                    host_only,
+                    &info,
+                    &BTreeMap::new(),
+                    &mut to_undo,
+                )
                 .await?;
             report.phase(&machine.name, Phase::Starting);
             self.vbox
@@ -151,9 +158,9 @@ impl VirtualboxProvider {
             Err(err) => err,
         };
         let action = format!("setting up VM `{vm}`");
-        match self.undo_machine(machine, &vm, &made).await {
-            Ok(()) => Err(self.machine_err(&machine.name, action, err)),
-            Err(undo) => Err(self.machine_err(
+        match self.undo_machine(machine, &vm, &to_undo).await {
+            Ok(()) => Err(self.machine_error(&machine.name, action, err)),
+            Err(undo) => Err(self.machine_error(
                 &machine.name,
                 format!("{action} (deleting it again failed too, so it is left: {undo})"),
                 err,
@@ -166,9 +173,9 @@ impl VirtualboxProvider {
         &self,
         machine: &MachineSpec,
         vm: &str,
-        made: &Made,
+        to_undo: &ToUndo,
     ) -> Result<(), CallError> {
-        if let Some(interface) = &made.dhcp {
+        if let Some(interface) = &to_undo.dhcp {
             self.remove_fixed_address(interface, nic2_mac(machine.ip))
                 .await?;
         }
@@ -188,7 +195,7 @@ impl VirtualboxProvider {
         let vm = env.resource_name(&machine.name);
         let err = |action: &str| {
             let action = format!("{action} VM `{vm}`");
-            move |e| self.machine_err(&machine.name, action, e)
+            move |e| self.machine_error(&machine.name, action, e)
         };
         let info = self.vm_info(&vm).await.map_err(err("inspecting"))?;
         let uuid = info.uuid().unwrap_or(&vm).to_string();
@@ -233,7 +240,14 @@ impl VirtualboxProvider {
             "poweroff" | "aborted" => {
                 report.phase(&machine.name, Phase::Starting);
                 let port = self
-                    .configure(env, machine, host_only, &info, extra, &mut Made::default())
+                    .configure(
+                        env,
+                        machine,
+                        host_only,
+                        &info,
+                        extra,
+                        &mut ToUndo::default(),
+                    )
                     .await
                     .map_err(err("configuring"))?;
                 self.vbox
@@ -254,12 +268,12 @@ impl VirtualboxProvider {
     /// where a DHCP server serves the host-only interface, a fixed address there.
     async fn configure(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &MachineSpec,
         host_only: &HostOnly,
         info: &VmInfo,
         extra: &BTreeMap<String, String>,
-        made: &mut Made,
+        to_undo: &mut ToUndo,
     ) -> Result<u16, CallError> {
         let vm = env.resource_name(&machine.name);
         let port = free_port().map_err(|source| CallError::Local {
@@ -291,7 +305,7 @@ impl VirtualboxProvider {
                 &ip,
             ];
             self.vbox.run(args).await?;
-            made.dhcp = Some(host_only.name.clone());
+            to_undo.dhcp = Some(host_only.name.clone());
             self.set_extradata(&vm, keys::DHCP, &host_only.name).await?;
         }
         Ok(port)
@@ -302,7 +316,7 @@ impl VirtualboxProvider {
     /// `--macaddress2`, `--uartmode1` (which 7 still accepts).
     fn modify_args(
         &self,
-        env: &EnvironmentSpec,
+        env: &EnvironmentId,
         machine: &MachineSpec,
         host_only: &HostOnly,
         port: u16,
@@ -409,7 +423,7 @@ impl VirtualboxProvider {
         }
     }
 
-    pub(crate) async fn owner(&self, env: &EnvironmentSpec, vm: &str) -> Result<Owner, CallError> {
+    pub(crate) async fn owner(&self, env: &EnvironmentId, vm: &str) -> Result<Owner, CallError> {
         match self.vbox.run(["getextradata", vm, "enumerate"]).await {
             Ok(out) => {
                 let extra = parse::extradata_all(&out);
@@ -437,7 +451,7 @@ impl VirtualboxProvider {
             .vbox
             .run(["list", "vms"])
             .await
-            .map_err(|err| self.backend_err("listing VirtualBox's VMs", err))?;
+            .map_err(|err| self.backend_error("listing VirtualBox's VMs", err))?;
         Ok(parse::vm_list(&out))
     }
 

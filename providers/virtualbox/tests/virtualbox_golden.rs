@@ -74,7 +74,7 @@ async fn whole_life(fake: &Fake, host_only: HostOnlyKind) -> Vec<MachineUp> {
         "no global extradata is left"
     );
 
-    let seen = phases.0.lock().unwrap().clone();
+    let seen = phases.phases();
     let of = |phase: Phase| seen.iter().filter(|(_, p)| *p == phase).count();
     assert_eq!(of(Phase::CreatingNetwork), 1);
     assert_eq!(

@@ -3,7 +3,7 @@
 
 mod support;
 
-use envctl_provider::{EnvironmentSpec, Provider};
+use envctl_provider::{EnvironmentId, Provider};
 use envctl_virtualbox::HostOnlyKind;
 use support::{example, Fake, Phases, V7};
 
@@ -48,7 +48,7 @@ async fn virtualbox_holdings_name_the_owner_and_everything_it_made() {
     );
 
     // What gc does with it: a spec from the owner alone finds and removes it all.
-    let spec = EnvironmentSpec::for_removal(&holding.owner);
+    let spec = EnvironmentId::of_owner(&holding.owner);
     for machine in provider.status(&spec).await.unwrap() {
         provider.destroy(&spec, &machine.name).await.unwrap();
     }

@@ -163,7 +163,7 @@ async fn connect_checked(
     let holdings = provider.holdings().await?;
     // Replacing removes things: not once Ctrl-C was pressed.
     interrupt::check()?;
-    for holding in ownership::lost_by(&env, holdings) {
+    for holding in ownership::left_by_an_earlier_state(&env, holdings) {
         output::status(
             "Replacing",
             &format!(

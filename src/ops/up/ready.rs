@@ -1,5 +1,6 @@
-//! Bringing one machine from "the backend started it" to "it answers SSH with the
-//! environment's key", through bootstrap for boxes that trust Vagrant's insecure key.
+//! Bringing one machine from "the backend started it" to ready: it answers SSH with the
+//! environment's key and has finished booting (see `ssh::wait_ready`), through bootstrap
+//! for boxes that trust Vagrant's insecure key.
 
 use std::time::Duration;
 
@@ -9,10 +10,10 @@ use envctl_provider::{Access, EnvironmentSpec, MachineSpec, MachineUp, Provider}
 use crate::ops::bootstrap;
 use crate::output::Progress;
 use crate::providers::AnyProvider;
-use crate::ssh::{self, Credentials, SshTarget};
+use crate::ssh::{self, Boot, Credentials, Deadline, SshTarget};
 use crate::state::StateDir;
 
-/// How long one machine may take from `up` to answering SSH, unless
+/// How long one machine may take from `up` to ready, unless
 /// `ENVCTL_READY_TIMEOUT` (seconds) says otherwise.
 const READY_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -32,69 +33,82 @@ pub(super) struct Reach<'a> {
     pub progress: &'a Progress,
 }
 
-/// Waits for SSH and, for boxes that trust Vagrant's insecure key, swaps in the
-/// environment's own key. A failure says the last thing seen and the machine's log.
+/// Brings one machine to ready: for boxes that trust Vagrant's insecure key, bootstrap
+/// first; then, the same for every provider, SSH with the pinned key and a finished boot.
+/// A machine that booted degraded is ready, with its failed units named. A failure says
+/// why (at once when it can never work) and shows the end of the machine's log.
 pub(super) async fn bring_to_ready(
     reach: &Reach<'_>,
     spec: &MachineSpec,
     up: &MachineUp,
 ) -> Result<()> {
-    let ready = if reach.provider.machines_answer_ssh() {
-        wait(reach, spec, up).await
+    let boot = if reach.provider.machines_answer_ssh() {
+        match wait(reach, spec, up).await {
+            Ok(boot) => boot,
+            Err(err) => {
+                reach.progress.finish(&spec.name, "failed");
+                bail!("{err:#}{}", log_tail(reach, &spec.name).await)
+            }
+        }
     } else {
-        Ok(())
+        Boot::NoSystemd
     };
-    match ready {
-        Ok(()) => {
-            let done = if up.changed {
-                "ready"
-            } else {
-                "already running"
-            };
-            reach.progress.finish(&spec.name, done);
-            Ok(())
+    let done = if up.changed {
+        "ready"
+    } else {
+        "already running"
+    };
+    match boot {
+        Boot::Degraded(units) => {
+            reach
+                .progress
+                .finish(&spec.name, &format!("{done} (degraded)"));
+            reach.progress.warn(
+                &spec.name,
+                &format!("booted degraded; failed units: {}", units.join(", ")),
+            );
         }
-        Err(last_seen) => {
-            reach.progress.finish(&spec.name, "failed");
-            let tail = reach
-                .provider
-                .log_tail(reach.env, &spec.name, 20)
-                .await
-                .map(|tail| {
-                    format!(
-                        "\n  last lines of its log:\n    {}",
-                        tail.trim_end().replace('\n', "\n    ")
-                    )
-                })
-                .unwrap_or_default();
-            bail!(
-                "no SSH with the environment's key after {}s; last seen: {last_seen}{tail}",
-                ready_timeout().as_secs()
-            )
-        }
+        Boot::Running | Boot::NoSystemd => reach.progress.finish(&spec.name, done),
     }
+    Ok(())
 }
 
-async fn wait(reach: &Reach<'_>, spec: &MachineSpec, up: &MachineUp) -> Result<(), String> {
-    reach.progress.set(&spec.name, "waiting for ssh");
+async fn wait(reach: &Reach<'_>, spec: &MachineSpec, up: &MachineUp) -> Result<Boot> {
     let target = SshTarget {
         name: &spec.name,
         user: &spec.user,
         host: &up.endpoint.host,
         port: up.endpoint.port,
     };
-    let timeout = ready_timeout();
-    match up.access {
-        Access::Ready => ssh::wait_ready(&target, reach.creds, timeout).await,
-        Access::VagrantInsecureKey => bootstrap::bootstrap(
+    let deadline = Deadline::after(ready_timeout());
+    if up.access == Access::VagrantInsecureKey {
+        reach.progress.set(&spec.name, "bootstrapping over ssh");
+        let address = up.guest_address.as_ref();
+        bootstrap::bootstrap(
             reach.state_dir,
             spec,
             &target,
-            up.guest_address.as_ref(),
+            address,
             reach.creds,
-            timeout,
+            deadline,
         )
-        .await
-        .map_err(|err| format!("{err:#}")),
+        .await?;
     }
+    reach.progress.set(&spec.name, "waiting for ssh and boot");
+    Ok(ssh::wait_ready(&target, reach.creds, deadline).await?)
+}
+
+/// The end of the machine's log, to show under a failure; nothing if the backend has none.
+async fn log_tail(reach: &Reach<'_>, machine: &str) -> String {
+    reach
+        .provider
+        .log_tail(reach.env, machine, 20)
+        .await
+        .map(|tail| {
+            format!(
+                "\n  last lines of its log:\n    {}",
+                tail.trim_end().replace('\n', "\n    ")
+            )
+        })
+        .unwrap_or_default()
 }

@@ -7,9 +7,8 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::net::{Ipv4Addr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::time::{Duration, Instant};
 
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, NetworkingConfig,
@@ -22,11 +21,10 @@ use bollard::query_parameters::{
 use bollard::{ClientVersion, Docker};
 use envctl_docker::{labels, DockerProvider};
 use envctl_provider::{
-    BuildRecipe, EnvironmentSpec, HostKey, ImageSource, MachineSpec, MachineState, NetworkSpec,
-    Phase, Provider, ProviderError, Report,
+    BuildRecipe, EnvironmentSpec, HostKey, ImageSource, MachineSpec, MachineState, Provider,
+    ProviderError,
 };
 use futures_util::StreamExt;
-use ipnetwork::Ipv4Network;
 
 pub const BASE_IMAGE: &str = "debian:bookworm";
 pub const USER: &str = "tester";
@@ -63,6 +61,27 @@ pub async fn provider() -> DockerProvider {
     match DockerProvider::connect().await {
         Ok(provider) => provider,
         Err(err) => panic!("these tests need a docker engine: {err}"),
+    }
+}
+
+/// What most engine tests start with: the provider, a bare client beside it, whatever an
+/// earlier run of the test left removed (and removed again when the test ends), and the
+/// base image the test recipes build from.
+pub struct Rig {
+    pub provider: DockerProvider,
+    pub docker: Docker,
+    pub cleanup: Cleanup,
+}
+
+pub async fn rig(name: &str) -> Rig {
+    let provider = provider().await;
+    let docker = raw(&provider);
+    let cleanup = Cleanup::new(&docker, name, &[], &[]).await;
+    ensure_base_image(&docker).await;
+    Rig {
+        provider,
+        docker,
+        cleanup,
     }
 }
 
@@ -150,50 +169,29 @@ pub fn test_recipe() -> BuildRecipe {
     }
 }
 
-pub fn unique() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock")
-        .as_nanos();
-    format!("{}-{nanos}", std::process::id())
-}
+#[allow(unused_imports)] // Each test binary uses its own part of this module.
+pub use envctl_testkit::{network_spec, Recorder};
 
-pub fn network_spec(subnet: &str) -> NetworkSpec {
-    let subnet: Ipv4Network = subnet.parse().expect("subnet");
-    NetworkSpec {
-        subnet,
-        gateway: subnet.nth(1).expect("gateway"),
-    }
+/// A fresh id, for names that must not clash with another test's.
+pub fn unique() -> String {
+    envctl_testkit::unique_id()
 }
 
 pub fn env(name: &str, subnet: &str) -> EnvironmentSpec {
-    EnvironmentSpec {
-        name: name.to_string(),
-        id: unique(),
-        project_dir: PathBuf::from(format!("/tmp/envctl-tests/{name}")),
-        console_dir: std::env::temp_dir(),
-        network: network_spec(subnet),
-    }
+    envctl_testkit::env(name, subnet)
 }
 
+/// A machine the test user logs in to with the test keys, running sshd alone.
 pub fn machine(env: &EnvironmentSpec, name: &str, host: u32, image: ImageSource) -> MachineSpec {
-    let hostname = format!("{name}.{}.test", env.name);
-    let ip = env.network.subnet.network();
     MachineSpec {
-        name: name.to_string(),
-        hostname: hostname.clone(),
-        ip: Ipv4Addr::from(u32::from(ip) + host),
-        cpus: 1,
-        memory_mib: 256,
         user: USER.to_string(),
-        aliases: vec![name.to_string(), hostname],
-        image,
         authorized_key: USER_KEY_PUB.to_string(),
         host_key: HostKey {
             private_openssh: HOST_KEY.to_string(),
             public_openssh: HOST_KEY_PUB.to_string(),
         },
         init: envctl_provider::Init::Sshd,
+        ..envctl_testkit::machine(env, name, host, image)
     }
 }
 
@@ -447,30 +445,5 @@ impl Leftovers {
                 let _ = docker.remove_image(&image.id, Some(options), None).await;
             }
         }
-    }
-}
-
-/// Records the phases a backend reports.
-#[derive(Default)]
-pub struct Recorder(Mutex<Vec<(String, Phase)>>);
-
-impl Recorder {
-    pub fn phases(&self) -> Vec<(String, Phase)> {
-        self.0.lock().expect("recorder lock").clone()
-    }
-
-    pub fn saw(&self, machine: &str, phase: Phase) -> bool {
-        self.phases()
-            .iter()
-            .any(|(m, p)| m == machine && *p == phase)
-    }
-}
-
-impl Report for Recorder {
-    fn phase(&self, machine: &str, phase: Phase) {
-        self.0
-            .lock()
-            .expect("recorder lock")
-            .push((machine.to_string(), phase));
     }
 }

@@ -12,10 +12,12 @@ type OverlapCase = (&'static str, Vec<NetInfo>, Vec<Route>, Option<&'static str>
 fn env(subnet: &str) -> EnvironmentSpec {
     let subnet: Ipv4Network = subnet.parse().unwrap();
     EnvironmentSpec {
-        name: "demo".to_string(),
-        id: "0123abcd".to_string(),
-        project_dir: PathBuf::from("/home/me/demo"),
-        console_dir: PathBuf::from("/home/me/demo/.envctl/console"),
+        who: EnvironmentId {
+            name: "demo".to_string(),
+            id: "0123abcd".to_string(),
+            project_dir: PathBuf::from("/home/me/demo"),
+            console_dir: PathBuf::from("/home/me/demo/.envctl/console"),
+        },
         network: NetworkSpec {
             subnet,
             gateway: subnet.nth(1).unwrap(),

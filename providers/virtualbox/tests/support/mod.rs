@@ -8,12 +8,9 @@
 
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::Duration;
 
-use envctl_provider::{
-    BoxImage, EnvironmentSpec, HostKey, ImageSource, MachineSpec, NetworkSpec, Phase, Report,
-};
+use envctl_provider::{BoxImage, EnvironmentSpec, HostKey, ImageSource, MachineSpec, NetworkSpec};
 use envctl_virtualbox::{HostOnlyKind, VirtualboxOptions, VirtualboxProvider};
 use serde_json::Value;
 
@@ -207,35 +204,30 @@ pub fn example_in(
     prefix: [u8; 3],
 ) -> (EnvironmentSpec, Vec<MachineSpec>) {
     let [a, b, c] = prefix;
-    let env = EnvironmentSpec {
-        name: "example".to_string(),
-        id: ENV_ID.to_string(),
-        project_dir: fake.root.join("project"),
-        console_dir: fake.root.join("console"),
-        network: NetworkSpec {
-            subnet: subnet.parse().unwrap(),
-            gateway: Ipv4Addr::new(a, b, c, 1),
-        },
+    let mut env = envctl_testkit::env("example", subnet);
+    env.who.id = ENV_ID.to_string();
+    env.who.project_dir = fake.root.join("project");
+    env.who.console_dir = fake.root.join("console");
+    env.network = NetworkSpec {
+        subnet: subnet.parse().unwrap(),
+        gateway: Ipv4Addr::new(a, b, c, 1),
     };
+    let image = ImageSource::Box(BoxImage {
+        name: "debian/bookworm64".to_string(),
+        version: "12.20240503.1".to_string(),
+        dir: fake.root.join("box"),
+    });
     let machine = |name: &str, last: u8, memory_mib: u32| MachineSpec {
-        name: name.to_string(),
         hostname: format!("{name}.example.test"),
         ip: Ipv4Addr::new(a, b, c, last),
-        cpus: 1,
         memory_mib,
-        user: "vagrant".to_string(),
         aliases: vec![name.to_string()],
-        image: ImageSource::Box(BoxImage {
-            name: "debian/bookworm64".to_string(),
-            version: "12.20240503.1".to_string(),
-            dir: fake.root.join("box"),
-        }),
         authorized_key: "ssh-ed25519 AAAAtest envctl".to_string(),
         host_key: HostKey {
             private_openssh: "unused".to_string(),
             public_openssh: "ssh-ed25519 AAAAhost".to_string(),
         },
-        init: envctl_provider::Init::default(),
+        ..envctl_testkit::machine(&env, name, u32::from(last), image.clone())
     };
     let machines = vec![
         machine("web1", 11, 512),
@@ -245,12 +237,5 @@ pub fn example_in(
     (env, machines)
 }
 
-/// A [`Report`] that remembers what it was told.
-#[derive(Default)]
-pub struct Phases(pub Mutex<Vec<(String, Phase)>>);
-
-impl Report for Phases {
-    fn phase(&self, machine: &str, phase: Phase) {
-        self.0.lock().unwrap().push((machine.to_string(), phase));
-    }
-}
+/// What the backend reported, in order.
+pub type Phases = envctl_testkit::Recorder;

@@ -1,0 +1,224 @@
+//! The one set of OpenSSH options every envctl connection uses: readiness, bootstrap and
+//! `envctl ssh`. Connections differ only in which host keys they accept, which keys they
+//! offer, and whether a person is at the other end.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use super::SshTarget;
+
+/// Which host keys a connection accepts.
+#[derive(Clone, Copy, Debug)]
+pub enum HostKeys<'a> {
+    /// Only the key envctl generated, read from this `known_hosts` under the machine's name.
+    Pinned(&'a Path),
+    /// Bootstrap's first contact with a box: its own key, learned into this file the first
+    /// time it is seen (trust on first use), then held for the rest of the bootstrap.
+    FirstContact(&'a Path),
+}
+
+/// Who runs the connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// envctl itself: never prompts, and says at INFO level why a connection ended (with
+    /// `ERROR` ssh says nothing about a login refused by pam_nologin, for one).
+    Batch,
+    /// A person at a terminal (`envctl ssh`): only errors, no "Connection closed" on exit.
+    Interactive,
+}
+
+/// One connection: where to, which host keys to accept, which private keys to offer.
+pub struct Connection<'a> {
+    pub target: &'a SshTarget<'a>,
+    pub host_keys: HostKeys<'a>,
+    pub identities: Vec<&'a Path>,
+}
+
+/// The `ssh` arguments up to and including the destination; a remote command may follow.
+pub fn args(conn: &Connection, mode: Mode) -> Result<Vec<String>> {
+    // No ssh_config: the user's own (ProxyJump, ControlMaster, other keys) must not change
+    // how envctl's connections are checked.
+    let mut args = vec!["-F".to_string(), "/dev/null".to_string()];
+    let (checking, known_hosts) = match conn.host_keys {
+        HostKeys::Pinned(path) => ("yes", path),
+        HostKeys::FirstContact(path) => ("accept-new", path),
+    };
+    let mut options = vec![
+        format!("StrictHostKeyChecking={checking}"),
+        format!("UserKnownHostsFile={}", config_path(known_hosts)?),
+        "GlobalKnownHostsFile=/dev/null".to_string(),
+        // Host keys are filed under the machine's name, whatever address reaches it.
+        format!("HostKeyAlias={}", conn.target.name),
+        "UpdateHostKeys=no".to_string(),
+        "CheckHostIP=no".to_string(),
+        "IdentitiesOnly=yes".to_string(),
+        "PreferredAuthentications=publickey".to_string(),
+        "PasswordAuthentication=no".to_string(),
+        "KbdInteractiveAuthentication=no".to_string(),
+        "ConnectTimeout=10".to_string(),
+        // A machine that stops under a connection ends it in 15 s rather than never.
+        "ServerAliveInterval=5".to_string(),
+        "ServerAliveCountMax=3".to_string(),
+    ];
+    for identity in &conn.identities {
+        options.push(format!("IdentityFile={}", config_path(identity)?));
+    }
+    match mode {
+        Mode::Batch => options.extend(["BatchMode=yes".into(), "LogLevel=INFO".into()]),
+        Mode::Interactive => options.push("LogLevel=ERROR".into()),
+    }
+    for option in options {
+        args.push("-o".into());
+        args.push(option);
+    }
+    args.extend([
+        "-p".into(),
+        conn.target.port.to_string(),
+        "-l".into(),
+        conn.target.user.to_string(),
+        conn.target.host.to_string(),
+    ]);
+    Ok(args)
+}
+
+/// A path as the value of an ssh `-o` option. ssh splits values on white space unless they
+/// are in double quotes (inside which `\` escapes `"` and `\`), and expands `%` tokens in
+/// `IdentityFile` and `UserKnownHostsFile` (`%%` is a literal `%`). It also expands
+/// `${NAME}` there, with no way to escape it: such a path is refused, as is one with a
+/// line break or other control character.
+pub fn config_path(path: &Path) -> Result<String> {
+    let text = path
+        .to_str()
+        .with_context(|| format!("{} is not UTF-8, which ssh options need", path.display()))?;
+    if text.contains("${") || text.contains(char::is_control) {
+        bail!(
+            "the path {} holds `${{` (which ssh reads as an environment variable) or a control \
+             character, which ssh options cannot carry: move the project to a folder without it",
+            text.escape_debug()
+        );
+    }
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        match c {
+            '"' | '\\' => {
+                quoted.push('\\');
+                quoted.push(c);
+            }
+            '%' => quoted.push_str("%%"),
+            _ => quoted.push(c),
+        }
+    }
+    quoted.push('"');
+    Ok(quoted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target() -> SshTarget<'static> {
+        SshTarget {
+            name: "web1",
+            user: "vagrant",
+            host: "10.0.0.11",
+            port: 2222,
+        }
+    }
+
+    #[test]
+    fn paths_are_quoted_for_sshs_own_parser() {
+        let cases = [
+            ("/p/.envctl/known_hosts", r#""/p/.envctl/known_hosts""#),
+            ("/my p/known_hosts", r#""/my p/known_hosts""#),
+            ("/100%/k", r#""/100%%/k""#),
+            (r#"/a"b\c"#, r#""/a\"b\\c""#),
+            ("/$HOME/k", r#""/$HOME/k""#),
+        ];
+        for (path, want) in cases {
+            assert_eq!(config_path(Path::new(path)).unwrap(), want, "{path}");
+        }
+        for refused in ["/a${HOME}/k", "/a\nProxyCommand x/k"] {
+            let err = config_path(Path::new(refused)).unwrap_err();
+            assert!(format!("{err}").contains("cannot carry"), "{err}");
+        }
+    }
+
+    /// ssh reads the values back as the paths they were (`ssh -G` prints what it parsed,
+    /// `%` tokens of UserKnownHostsFile expanded).
+    #[test]
+    fn ssh_reads_a_quoted_path_back_whole() {
+        let dir = Path::new("/tmp/envctl ready 100%/a\"b");
+        let known_hosts = dir.join("known_hosts");
+        let target = target();
+        let conn = Connection {
+            target: &target,
+            host_keys: HostKeys::Pinned(&known_hosts),
+            identities: vec![],
+        };
+        let output = std::process::Command::new("ssh")
+            .arg("-G")
+            .args(args(&conn, Mode::Batch).unwrap())
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&output.stdout);
+        let line = printed
+            .lines()
+            .find(|line| line.starts_with("userknownhostsfile "))
+            .unwrap();
+        assert_eq!(
+            line,
+            "userknownhostsfile /tmp/envctl ready 100%/a\"b/known_hosts"
+        );
+    }
+
+    #[test]
+    fn pinned_and_first_contact_differ_only_in_host_key_checking() {
+        let target = target();
+        let key = Path::new("/p/id_ed25519");
+        let known = Path::new("/p/known_hosts");
+        let pinned = args(
+            &Connection {
+                target: &target,
+                host_keys: HostKeys::Pinned(known),
+                identities: vec![key],
+            },
+            Mode::Batch,
+        )
+        .unwrap();
+        let first = args(
+            &Connection {
+                target: &target,
+                host_keys: HostKeys::FirstContact(known),
+                identities: vec![key],
+            },
+            Mode::Batch,
+        )
+        .unwrap();
+        let differing: Vec<(&String, &String)> =
+            pinned.iter().zip(&first).filter(|(a, b)| a != b).collect();
+        assert_eq!(
+            differing,
+            [(
+                &"StrictHostKeyChecking=yes".to_string(),
+                &"StrictHostKeyChecking=accept-new".to_string()
+            )]
+        );
+        for option in [
+            "HostKeyAlias=web1",
+            "GlobalKnownHostsFile=/dev/null",
+            "IdentitiesOnly=yes",
+            "PasswordAuthentication=no",
+            "BatchMode=yes",
+            "IdentityFile=\"/p/id_ed25519\"",
+        ] {
+            assert!(pinned.iter().any(|arg| arg == option), "{option} missing");
+        }
+        assert_eq!(pinned[..2], ["-F", "/dev/null"]);
+        assert_eq!(
+            pinned[pinned.len() - 5..],
+            ["-p", "2222", "-l", "vagrant", "10.0.0.11"]
+        );
+    }
+}

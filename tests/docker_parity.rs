@@ -6,8 +6,8 @@
 
 mod common;
 
-use common::parity::{self, PORT};
-use common::{page_from_host, page_from_machine, require_ansible, require_docker, TestEnv};
+use common::parity;
+use common::{require_ansible, require_docker, TestEnv};
 
 /// Name, address, hostname.
 const MACHINES: [(&str, &str, &str); 2] = [
@@ -29,20 +29,6 @@ fn machinefile() -> String {
     text
 }
 
-/// Each machine's page answers the host at its address and the other machine at its
-/// hostname, with the configuration the handler put in force.
-fn assert_pages_answer(env: &TestEnv) {
-    for (index, (name, ip, _)) in MACHINES.iter().enumerate() {
-        let expected = format!("machine {name} ({}", MACHINES[index].2);
-        let page = page_from_host(ip, PORT, &expected);
-        assert!(page.contains("stage 2"), "{name} from the host: {page}");
-        let (asker, ..) = MACHINES[(index + 1) % MACHINES.len()];
-        let url = format!("http://{}:{PORT}/", MACHINES[index].2);
-        let page = page_from_machine(env, asker, &url, &expected);
-        assert!(page.contains("stage 2"), "{name} from {asker}: {page}");
-    }
-}
-
 #[test]
 fn docker_parity_playbook_passes_and_its_service_survives_halt_and_up() {
     require_docker();
@@ -60,7 +46,7 @@ fn docker_parity_playbook_passes_and_its_service_survives_halt_and_up() {
         assert_eq!(facts["ip"], ip, "{name}: {facts:#}");
         assert_eq!(facts["user"], "vagrant", "{name}: {facts:#}");
     }
-    assert_pages_answer(&env);
+    parity::assert_pages_answer(&env, &MACHINES);
 
     // halt stops systemd; up (no provisioning) boots it again and nginx, enabled at
     // boot, starts by itself with the configuration of stage 2.
@@ -71,7 +57,7 @@ fn docker_parity_playbook_passes_and_its_service_survives_halt_and_up() {
         env.states()
     );
     env.ok(&["up", "--no-provision"]);
-    assert_pages_answer(&env);
+    parity::assert_pages_answer(&env, &MACHINES);
     for name in names {
         assert_eq!(env.ssh(name, "systemctl is-active nginx"), "active");
     }

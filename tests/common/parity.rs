@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
-use super::{repo, show, TestEnv};
+use super::{page_from_host, page_from_machine, repo, show, TestEnv};
 
 /// The port the parity playbook's server listens on.
 pub const PORT: u16 = 8090;
@@ -99,4 +99,16 @@ pub fn assert_same_facts(
         "the providers differ:\n  {}",
         differences.join("\n  ")
     );
+}
+
+/// Fails the test unless every machine's page (name, address, hostname) answers this host
+/// at its address, and the next machine at its hostname, with the configuration the
+/// handler put in force.
+pub fn assert_pages_answer(env: &TestEnv, machines: &[(&str, &str, &str)]) {
+    for (index, (name, ip, hostname)) in machines.iter().enumerate() {
+        let expected = format!("machine {name} ({hostname}, {ip}), stage 2");
+        page_from_host(ip, PORT, &expected);
+        let (asker, ..) = machines[(index + 1) % machines.len()];
+        page_from_machine(env, asker, &format!("http://{hostname}:{PORT}/"), &expected);
+    }
 }

@@ -100,6 +100,8 @@ fn docker_example_environment_round_trip() {
         env.ssh("db1", "cat /var/lib/envctl-example/greeting"),
         "hello from envctl"
     );
+    // The web servers serve their page on their http_port, to the host and by hostname.
+    common::assert_example_pages_answer(&env);
 
     // The inventory is written where the Machinefile asks, and is what `inventory` prints.
     let inventory = env.ok(&["inventory"]);
@@ -195,6 +197,8 @@ fn docker_example_environment_round_trip() {
     );
     assert_eq!(env.ssh("web2", "hostname -f"), "web2.example.test");
     assert_ran_once_against_all(&env, 2);
+    // Their web server, enabled at boot, started by itself.
+    common::assert_example_pages_answer(&env);
 
     // destroy leaves no container, network, volume or state.
     env.ok(&["destroy", "--force"]);

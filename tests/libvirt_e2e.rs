@@ -1,15 +1,20 @@
 //! End to end on real libvirtd and QEMU under TCG, with the offline test box added the
 //! way users add boxes: the example environment, unchanged but for `--provider libvirt`.
 //! It starts under Docker and is switched to libvirt and back (`up --switch`), comparing
-//! the inventories and what the playbook recorded on the machines each time.
+//! the inventories and what the playbook recorded on the machines each time. On the same
+//! machines (one boot, many assertions) the parity playbook (`tests/parity/`) runs
+//! unchanged under Docker and under libvirt, and what it records must not differ; the
+//! example's web servers and the parity playbook's answer again after `halt` and `up`.
 
 mod common;
 
 use std::fs;
+use std::time::Instant;
 
+use common::parity;
 use common::{
-    docker_objects, libvirt_objects, require_ansible, require_docker, require_libvirt, show,
-    TestEnv,
+    assert_example_pages_answer, docker_objects, libvirt_objects, require_ansible, require_docker,
+    require_libvirt, show, TestEnv,
 };
 
 const MACHINES: [(&str, &str, &str); 3] = [
@@ -31,6 +36,11 @@ fn records(env: &TestEnv) -> Vec<String> {
             )
         })
         .collect()
+}
+
+/// The machines' names, in the order of [`MACHINES`].
+fn names() -> Vec<&'static str> {
+    MACHINES.iter().map(|(name, ..)| *name).collect()
 }
 
 /// The generated inventory and the copy the Machinefile asks for.
@@ -70,6 +80,11 @@ fn libvirt_example_environment_round_trip() {
     assert!(docker_records[1].contains("web 8081"), "{docker_records:?}");
     let label = format!("envctl.env-id={env_id}");
     assert_eq!(docker_objects("container", &label).len(), 3);
+    assert_example_pages_answer(&env);
+
+    // The parity playbook, on the environment's own inventory, passes under Docker.
+    parity::run(&env);
+    let docker_facts = parity::checked_facts(&env, &names());
 
     // Another provider without --switch is refused, and nothing changes.
     let refused = env.envctl(&["up", "--provider", "libvirt"]);
@@ -81,8 +96,13 @@ fn libvirt_example_environment_round_trip() {
     );
     assert!(env.states().iter().all(|(_, state)| state == "running"));
 
+    let switching = Instant::now();
     let up = env.envctl(&["up", "--provider", "libvirt", "--switch"]);
     assert!(up.status.success(), "{}", show(&up));
+    eprintln!(
+        "up --switch to libvirt (TCG), example playbook included: {:.0} s",
+        switching.elapsed().as_secs_f64()
+    );
     assert!(docker_objects("container", &label).is_empty());
     assert!(docker_objects("network", &label).is_empty());
     // The same environment: id, key, inventory, and what the playbook recorded.
@@ -159,6 +179,14 @@ fn libvirt_example_environment_round_trip() {
         "web 8081"
     );
 
+    // The example's web servers answer under libvirt, with no change to the Machinefile
+    // or the playbook; the parity playbook passes unchanged, and what it records (service
+    // manager, hostname, FQDN, manifest address, login user, passwordless sudo) is what
+    // it recorded under Docker.
+    assert_example_pages_answer(&env);
+    parity::run(&env);
+    parity::assert_same_facts(&docker_facts, &parity::checked_facts(&env, &names()));
+
     env.ok(&["halt"]);
     assert!(
         env.states().iter().all(|(_, state)| state == "stopped"),
@@ -172,6 +200,9 @@ fn libvirt_example_environment_round_trip() {
         env.states()
     );
     assert_eq!(env.ssh("db1", "hostname -f"), "db1.example.test");
+    // The services, enabled at boot, started by themselves.
+    assert_example_pages_answer(&env);
+    parity::assert_pages_answer(&env, &MACHINES);
 
     // And back to Docker: the libvirt machines go, the same environment comes up again.
     env.ok(&["up", "--provider", "docker", "--switch"]);

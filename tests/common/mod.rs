@@ -3,10 +3,16 @@
 
 #![allow(dead_code)]
 
+pub mod parity;
+
 use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
 
 pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -25,8 +31,8 @@ pub struct TestEnv {
 }
 
 impl TestEnv {
-    /// Copies `environments/<example>` (Machinefile and playbook) to a fresh folder,
-    /// passing the Machinefile's text through `edit`.
+    /// Copies `environments/<example>` (Machinefile, playbook and its templates) to a fresh
+    /// folder, passing the Machinefile's text through `edit`.
     pub fn copy_of(example: &str, edit: impl Fn(String) -> String) -> TestEnv {
         let source = repo().join("environments").join(example);
         // Tests of one binary run at once: each environment gets a folder of its own.
@@ -38,13 +44,7 @@ impl TestEnv {
         ));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
-        for entry in fs::read_dir(&source).unwrap() {
-            let path = entry.unwrap().path();
-            let name = path.file_name().unwrap();
-            if path.is_file() && name != "inventory" {
-                fs::copy(&path, dir.join(name)).unwrap();
-            }
-        }
+        copy_environment_files(&source, &dir);
         let machinefile = dir.join("Machinefile");
         fs::write(
             &machinefile,
@@ -136,6 +136,24 @@ impl Drop for TestEnv {
         }
         let _ = fs::remove_dir_all(&self.dir);
         let _ = fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// Copies an example environment's files and folders (templates), but not what `up` left
+/// there: its state folder and the inventory copy.
+fn copy_environment_files(source: &Path, target: &Path) {
+    for entry in fs::read_dir(source).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap();
+        if name == "inventory" || name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            fs::create_dir_all(target.join(name)).unwrap();
+            copy_environment_files(&path, &target.join(name));
+        } else if path.is_file() {
+            fs::copy(&path, target.join(name)).unwrap();
+        }
     }
 }
 
@@ -383,4 +401,92 @@ done"#;
         [public_key.trim()],
         "{machine} authorizes other keys than the environment's"
     );
+}
+
+/// How long a service that should be up is given to answer (a VM under TCG starts slowly).
+const ANSWER_WITHIN: Duration = Duration::from_secs(60);
+
+/// The example's web servers: name, address, hostname and `http_port`.
+pub const EXAMPLE_WEB: [(&str, &str, &str, u16); 2] = [
+    ("web1", "192.168.56.11", "web1.example.test", 8080),
+    ("web2", "192.168.56.12", "web2.example.test", 8081),
+];
+
+/// Fails the test unless each of the example's web servers serves its page (the greeting
+/// and its hostname) on its `http_port`, to this host at its address and to `db1` at its
+/// hostname.
+pub fn assert_example_pages_answer(env: &TestEnv) {
+    for (name, ip, hostname, port) in EXAMPLE_WEB {
+        let expected = format!("hello from envctl: {hostname} ({name})");
+        page_from_host(ip, port, &expected);
+        page_from_machine(env, "db1", &format!("http://{hostname}:{port}/"), &expected);
+    }
+}
+
+/// The page `ip:port` serves to this host, retried until it contains `expected`.
+pub fn page_from_host(ip: &str, port: u16, expected: &str) -> String {
+    let deadline = Instant::now() + ANSWER_WITHIN;
+    loop {
+        let seen = http_get(ip, port);
+        match &seen {
+            Ok(page) if page.contains(expected) => return page.clone(),
+            _ if Instant::now() > deadline => {
+                panic!("http://{ip}:{port}/ did not answer with {expected:?} in time: {seen:?}")
+            }
+            _ => sleep(Duration::from_millis(500)),
+        }
+    }
+}
+
+/// The page `url` serves to `machine` (asked there with Python, which every machine has for
+/// Ansible), retried until it contains `expected`.
+pub fn page_from_machine(env: &TestEnv, machine: &str, url: &str, expected: &str) -> String {
+    assert!(
+        !expected.contains('\'') && !url.contains('\''),
+        "quote-free, please"
+    );
+    let script = format!(
+        "python3 -c '
+import sys, time, urllib.request
+url, expected, deadline = sys.argv[1], sys.argv[2], time.time() + float(sys.argv[3])
+while True:
+    try:
+        page = urllib.request.urlopen(url, timeout=5).read().decode()
+    except Exception as err:
+        page = repr(err)
+    if expected in page or time.time() > deadline:
+        print(page)
+        break
+    time.sleep(1)
+' '{url}' '{expected}' {}",
+        ANSWER_WITHIN.as_secs()
+    );
+    let page = env.ssh(machine, &script);
+    assert!(
+        page.contains(expected),
+        "{machine}: {url} did not answer with {expected:?}: {page}"
+    );
+    page
+}
+
+/// A plain HTTP/1.0 GET of `/`: the body, or what went wrong.
+fn http_get(ip: &str, port: u16) -> Result<String, String> {
+    let address = format!("{ip}:{port}");
+    let addr = address.parse().map_err(|err| format!("{address}: {err}"))?;
+    let mut stream =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|err| err.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|err| err.to_string())?;
+    write!(stream, "GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n").map_err(|err| err.to_string())?;
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .map_err(|err| err.to_string())?;
+    match response.split_once("\r\n\r\n") {
+        Some((head, body)) if head.starts_with("HTTP/1.") && head.contains(" 200 ") => {
+            Ok(body.to_string())
+        }
+        _ => Err(response),
+    }
 }

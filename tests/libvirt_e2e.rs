@@ -57,6 +57,7 @@ fn libvirt_example_environment_round_trip() {
     require_docker();
     require_ansible();
     let mut env = TestEnv::copy_of("example", |text| text);
+    common::allow_emulated_boots(&mut env);
     env.vars
         .push(("ENVCTL_DATA_DIR".into(), env.dir.join("data")));
     env.vars

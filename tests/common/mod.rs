@@ -317,8 +317,17 @@ pub fn libvirt_env(machinefile: &str, box_name: &str, box_file: &Path) -> TestEn
     let mut env = TestEnv::copy_of("example", |_| machinefile.to_string());
     env.vars
         .push(("VAGRANT_HOME".into(), env.dir.join("no-vagrant")));
+    allow_emulated_boots(&mut env);
     env.ok(&["box", "add", box_name, box_file.to_str().unwrap()]);
     env
+}
+
+/// Ready means booted (systemd `running`, cloud-init's last stage included): under TCG,
+/// with several guests booting at once, that has taken over 300 s, envctl's default.
+/// A real timeout still fails, later.
+pub fn allow_emulated_boots(env: &mut TestEnv) {
+    env.vars
+        .push(("ENVCTL_READY_TIMEOUT".into(), PathBuf::from("900")));
 }
 
 /// Fails the test, listing each offender, unless nothing under `path` (itself included)

@@ -72,17 +72,29 @@ pub async fn wait_ready(
     let conn = Connection::pinned(target, creds);
     let args =
         options::args(&conn, Mode::Batch).map_err(|err| NotReady::Never(format!("{err:#}")))?;
-    let mut last_seen = String::from("nothing yet");
-    for attempt in 0.. {
-        match check_boot(&args, deadline).await {
-            Check::Booted(boot) => return Ok(boot),
-            Check::NotYet(seen) => last_seen = seen,
-            Check::Never(reason) => return Err(NotReady::Never(reason)),
-        }
+    let mut last_seen;
+    let (mut knocks, mut logins) = (0, 0);
+    loop {
+        let wait = match knock(target.host, target.port).await {
+            Err(seen) => {
+                last_seen = seen;
+                knocks += 1;
+                knock_pace(knocks)
+            }
+            Ok(()) => {
+                match check_boot(&args, deadline).await {
+                    Check::Booted(boot) => return Ok(boot),
+                    Check::NotYet(seen) => last_seen = seen,
+                    Check::Never(reason) => return Err(NotReady::Never(reason)),
+                }
+                logins += 1;
+                pace(logins - 1)
+            }
+        };
         if deadline.passed() {
             break;
         }
-        tokio::time::sleep(pace(attempt)).await;
+        tokio::time::sleep(wait).await;
     }
     Err(NotReady::TimedOut {
         allowed: deadline.allowed,
@@ -96,6 +108,33 @@ pub fn pace(attempt: u32) -> Duration {
         Duration::from_millis(250)
     } else {
         Duration::from_secs(1)
+    }
+}
+
+/// Whether anything accepts a TCP connection on the machine's SSH port yet. Asked before
+/// each login: a refused connect costs nothing, while an ssh run costs a process and a key
+/// exchange, so knocking often lets the first login start within moments of sshd
+/// listening without a crowd of ssh processes while machines boot.
+async fn knock(host: &str, port: u16) -> Result<(), String> {
+    match tokio::time::timeout(KNOCK_LIMIT, tokio::net::TcpStream::connect((host, port))).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(err)) => Err(format!("port {port} on {host}: {err}")),
+        Err(_) => Err(format!(
+            "port {port} on {host}: no answer within {}s",
+            KNOCK_LIMIT.as_secs()
+        )),
+    }
+}
+
+const KNOCK_LIMIT: Duration = Duration::from_secs(2);
+
+/// Knocks every 50 ms for the first seconds (a container's sshd listens within a second of
+/// starting), then every half second (a VM's boot takes minutes).
+fn knock_pace(knocks: u32) -> Duration {
+    if knocks < 200 {
+        Duration::from_millis(50)
+    } else {
+        Duration::from_millis(500)
     }
 }
 
@@ -238,6 +277,24 @@ mod tests {
         for (stdout, want) in cases {
             assert_eq!(boot_state(stdout).map_err(|_| ()), want, "{stdout:?}");
         }
+    }
+
+    /// A port something listens on lets the login go ahead; a closed one is "not yet",
+    /// said with the port, and costs no ssh run.
+    #[tokio::test]
+    async fn knocking_tells_a_listening_port_from_a_closed_one() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let open = listener.local_addr().unwrap().port();
+        let closed = {
+            let spare = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            spare.local_addr().unwrap().port()
+        };
+        assert_eq!(knock("127.0.0.1", open).await, Ok(()));
+        let seen = knock("127.0.0.1", closed).await.unwrap_err();
+        assert!(
+            seen.starts_with(&format!("port {closed} on 127.0.0.1: ")),
+            "{seen}"
+        );
     }
 
     /// The script is valid shell and, without systemd, says so.

@@ -119,6 +119,10 @@ impl StateDir {
     pub fn ansible_log(&self) -> PathBuf {
         self.root.join("ansible.log")
     }
+    /// What the SSH tunnels of libvirt's forwarded ports say (`ops/tunnels.rs`).
+    pub fn tunnels_log(&self) -> PathBuf {
+        self.root.join("tunnels.log")
+    }
     pub fn console_dir(&self) -> PathBuf {
         self.root.join("console")
     }

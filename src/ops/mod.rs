@@ -22,6 +22,7 @@ mod remote;
 mod select;
 mod session;
 mod status;
+mod tunnels;
 mod up;
 #[cfg(test)]
 mod verb_tests;

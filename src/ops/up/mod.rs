@@ -14,7 +14,7 @@ use envctl_provider::{
 use futures_util::future::join_all;
 
 use super::{
-    access, choose_provider, host_ports, image_source, machine_spec, ownership, provision,
+    access, choose_provider, host_ports, image_source, machine_spec, ownership, provision, tunnels,
     MachineFailures, Session, Workspace,
 };
 use crate::interrupt;
@@ -132,6 +132,9 @@ async fn up_planned(session: &mut Session<'_>, plan: Plan, opts: &UpOptions) -> 
     };
     let converged = converge(session, &provider, &specs, creds).await?;
     let changed = record(session, &specs, converged)?;
+    if tunnels::used_by(plan.kind) {
+        tunnel_forwards(session, &specs, creds)?;
+    }
     provision_if_due(session, opts, changed, plan.kind).await
 }
 
@@ -294,6 +297,33 @@ fn record(session: &mut Session<'_>, specs: &[MachineSpec], converged: Converged
     interrupt::check()?;
     failures.into_result()?;
     Ok(changed)
+}
+
+/// Makes the SSH tunnels that forward the machines' ports (`tunnels.rs`), now that each
+/// answers SSH; ends those of forwards the Machinefile no longer lists.
+fn tunnel_forwards(
+    session: &Session<'_>,
+    specs: &[MachineSpec],
+    creds: Credentials<'_>,
+) -> Result<()> {
+    let wanted: Vec<tunnels::Wanted> = specs
+        .iter()
+        .filter_map(|spec| {
+            Some(tunnels::Wanted {
+                name: &spec.name,
+                user: &spec.user,
+                record: session.state.machines.get(&spec.name)?,
+                forwards: &spec.forwarded_ports,
+            })
+        })
+        .collect();
+    tunnels::ensure(
+        &session.state.env_id,
+        &session.ws.manifest.dir,
+        &session.ws.state_dir.tunnels_log(),
+        creds,
+        &wanted,
+    )
 }
 
 /// Says where `spec`'s guest ports answer on the host, as Vagrant's `up` does, and which

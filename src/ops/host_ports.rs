@@ -40,8 +40,6 @@ pub fn settle(
     machines: &[&Machine],
     state: &State,
 ) -> Result<Vec<Vec<PortForward>>> {
-    // What the environment's other machines and fixed entries hold: an auto-corrected
-    // port must not land on any of them.
     // What the environment's machines hold or will surely hold, each with its owner
     // (machine, entry): an auto-corrected port must land on none of them.
     let mut claimed: Vec<((&str, usize), PortForward)> = ws
@@ -83,7 +81,8 @@ pub fn settle(
                 ));
                 continue;
             }
-            // A machine the state records holds its ports (or had them while it ran).
+            // A machine the state records holds its ports (or had them while it ran), as
+            // before auto_correct: its entries are not checked again.
             if record.is_some() {
                 forwards.push(forward);
                 continue;

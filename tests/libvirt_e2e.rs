@@ -5,6 +5,9 @@
 //! machines (one boot, many assertions) the parity playbook (`tests/parity/`) runs
 //! unchanged under Docker and under libvirt, and what it records must not differ; the
 //! example's web servers and the parity playbook's answer again after `halt` and `up`.
+//! web1's forwarded port answers on the host under Docker, under libvirt (an SSH tunnel,
+//! made again by `up` when it died, gone while halted), after the switch back, and
+//! nothing listens there after `destroy`.
 
 mod common;
 
@@ -188,7 +191,34 @@ fn libvirt_example_environment_round_trip() {
     parity::run(&env);
     parity::assert_same_facts(&docker_facts, &parity::checked_facts(&env, &names()));
 
+    // web1's forwarded port is an SSH tunnel kept by envctl under libvirt; one that died
+    // is made again by `up` on the running machine.
+    let forwarded = common::example_forwarded_port(&env);
+    let tunnels = tunnel_pids(&env_id);
+    assert_eq!(tunnels.len(), 1, "{tunnels:?}");
+    for pid in &tunnels {
+        kill(*pid);
+    }
+    common::assert_nothing_listens(forwarded);
+    let again = env.envctl(&["up"]);
+    assert!(again.status.success(), "{}", show(&again));
+    let again = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        again.contains(&format!(
+            "web1: 8080 (guest) => 127.0.0.1:{forwarded} (host, tcp)"
+        )),
+        "{again}"
+    );
+    assert_eq!(
+        common::example_forwarded_port(&env),
+        forwarded,
+        "a second choice"
+    );
+    assert_example_pages_answer(&env);
+
     env.ok(&["halt"]);
+    assert!(tunnel_pids(&env_id).is_empty(), "a tunnel outlived halt");
+    common::assert_nothing_listens(forwarded);
     assert!(
         env.states().iter().all(|(_, state)| state == "stopped"),
         "{:?}",
@@ -205,8 +235,15 @@ fn libvirt_example_environment_round_trip() {
     assert_example_pages_answer(&env);
     parity::assert_pages_answer(&env, &MACHINES);
 
-    // And back to Docker: the libvirt machines go, the same environment comes up again.
+    // And back to Docker: the libvirt machines go, the same environment comes up again,
+    // its forwarded port published by Docker in place of the tunnel.
     env.ok(&["up", "--provider", "docker", "--switch"]);
+    assert!(
+        tunnel_pids(&env_id).is_empty(),
+        "a tunnel outlived the switch"
+    );
+    assert_eq!(common::example_forwarded_port(&env), forwarded);
+    assert_example_pages_answer(&env);
     assert_eq!(libvirt_objects("list", "example-"), Vec::<String>::new());
     common::assert_nothing_left_in_libvirt("example-");
     assert_eq!(
@@ -230,4 +267,37 @@ fn libvirt_example_environment_round_trip() {
         "networks left"
     );
     assert!(!env.state_dir().exists());
+    common::assert_nothing_listens(forwarded);
+}
+
+/// The SSH tunnels envctl keeps for environment `env_id`, by the marker on their command
+/// line.
+fn tunnel_pids(env_id: &str) -> Vec<u32> {
+    let marker = format!("SetEnv=ENVCTL_TUNNEL={env_id}/");
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|process| {
+            let pid: u32 = process.file_name().to_str()?.parse().ok()?;
+            let cmdline = fs::read(process.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).into_owned();
+            cmdline
+                .split('\0')
+                .any(|arg| arg.starts_with(&marker))
+                .then_some(pid)
+        })
+        .collect()
+}
+
+/// Ends process `pid`, as a crash would, and waits for it to go.
+fn kill(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    while fs::metadata(format!("/proc/{pid}")).is_ok() && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

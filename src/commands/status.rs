@@ -36,6 +36,8 @@ struct PortJson {
     host: u16,
     host_ip: String,
     protocol: &'static str,
+    /// Added with auto_correct: `host` is then the port `up` chose, maybe not the asked one.
+    auto_correct: bool,
 }
 
 impl<'a> From<&'a StatusReport> for StatusJson<'a> {
@@ -61,6 +63,7 @@ impl<'a> From<&'a StatusReport> for StatusJson<'a> {
                             host: forward.host,
                             host_ip: forward.host_ip.to_string(),
                             protocol: forward.protocol.as_str(),
+                            auto_correct: forward.auto_correct,
                         })
                         .collect(),
                 })

@@ -10,7 +10,7 @@ mod image_ref;
 mod inventory_path;
 mod libvirt_uri;
 mod lines;
-mod ports;
+pub mod ports;
 mod provisioners;
 mod raw;
 mod reserved;

@@ -22,6 +22,7 @@ mod remote;
 mod select;
 mod session;
 mod status;
+mod tunnels;
 mod up;
 #[cfg(test)]
 mod verb_tests;
@@ -30,7 +31,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use envctl_provider::{
-    BoxImage, EnvironmentId, EnvironmentSpec, ImageSource, MachineSpec, ProviderError, ProviderKind,
+    BoxImage, EnvironmentId, EnvironmentSpec, ImageSource, MachineSpec, PortForward, ProviderError,
+    ProviderKind,
 };
 
 use crate::boxes;
@@ -151,6 +153,16 @@ pub fn check_against_provider(ws: &Workspace) -> Result<()> {
     host_ports::check(ws, kind, &machines, &state)
 }
 
+/// `machine`'s forwarded ports as in effect: host ports `auto_correct` moved as the state
+/// records them (`envctl port`).
+pub fn forwarded_ports(ws: &Workspace, machine: &Machine) -> Result<Vec<PortForward>> {
+    let state = ws.state_dir.load()?;
+    Ok(host_ports::in_effect(
+        machine,
+        state.machines.get(&machine.name),
+    ))
+}
+
 /// The provider a command uses: the one asked for (flag or ENVCTL_PROVIDER), else the
 /// Machinefile's, else the one the environment already runs under, else docker.
 pub fn choose_provider(
@@ -169,6 +181,7 @@ fn machine_spec(
     ws: &Workspace,
     machine: &Machine,
     image: ImageSource,
+    forwarded_ports: Vec<PortForward>,
     keypair: &Keypair,
 ) -> Result<MachineSpec> {
     let host_key = keys::ensure_host_key(&ws.state_dir, &ws.manifest.name, &machine.name)?;
@@ -189,7 +202,7 @@ fn machine_spec(
         authorized_key: keypair.public_openssh.clone(),
         host_key,
         init: machine.docker_init,
-        forwarded_ports: machine.forwarded_ports.clone(),
+        forwarded_ports,
     })
 }
 

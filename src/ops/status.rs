@@ -1,6 +1,6 @@
 //! `envctl status`: each machine's state as the provider sees it now.
 
-use super::{choose_provider, global_status, Workspace};
+use super::{choose_provider, global_status, host_ports, Workspace};
 use anyhow::Result;
 use envctl_provider::{MachineState, PortForward, Provider, ProviderKind};
 
@@ -27,6 +27,7 @@ pub struct MachineLine {
     pub id: Option<String>,
     /// False for a machine the provider has but the Machinefile no longer lists.
     pub in_machinefile: bool,
+    /// Host ports as in effect: moved ones (`auto_correct`) as the state records them.
     pub forwarded_ports: Vec<PortForward>,
 }
 
@@ -50,7 +51,7 @@ pub async fn status(ws: &Workspace) -> Result<StatusReport> {
                 hostname: machine.hostname.clone(),
                 id: seen.map(|status| status.id.clone()),
                 in_machinefile: true,
-                forwarded_ports: machine.forwarded_ports.clone(),
+                forwarded_ports: host_ports::in_effect(machine, state.machines.get(&machine.name)),
             }
         })
         .collect();

@@ -743,12 +743,14 @@ mod tests {
                 host: 8080,
                 host_ip: "127.0.0.1".parse().unwrap(),
                 protocol: envctl_provider::Protocol::Tcp,
+                auto_correct: false,
             },
             PortForward {
                 guest: 53,
                 host: 5353,
                 host_ip: "0.0.0.0".parse().unwrap(),
                 protocol: envctl_provider::Protocol::Udp,
+                auto_correct: false,
             },
         ];
         let body = create_body(&env(), &machine, "debian:bookworm", V1_CGROUPFS);

@@ -57,6 +57,8 @@ pub struct Capabilities {
     pub image_kind: ImageKind,
     /// Whether it publishes a guest's port on the host ([`PortForward`]).
     pub forwarded_ports: bool,
+    /// Whether it forwards udp as well as tcp (SSH tunnels carry tcp only).
+    pub forwarded_udp: bool,
 }
 
 impl ProviderKind {
@@ -67,10 +69,19 @@ impl ProviderKind {
             ProviderKind::Docker => Capabilities {
                 image_kind: ImageKind::Docker,
                 forwarded_ports: true,
+                forwarded_udp: true,
             },
-            ProviderKind::Libvirt | ProviderKind::Virtualbox => Capabilities {
+            // envctl's SSH tunnels (`src/ops/tunnels.rs`): tcp only.
+            ProviderKind::Libvirt => Capabilities {
                 image_kind: ImageKind::Box,
-                forwarded_ports: false,
+                forwarded_ports: true,
+                forwarded_udp: false,
+            },
+            // NAT rules of the VM's first adapter.
+            ProviderKind::Virtualbox => Capabilities {
+                image_kind: ImageKind::Box,
+                forwarded_ports: true,
+                forwarded_udp: true,
             },
         }
     }
@@ -174,6 +185,9 @@ pub struct PortForward {
     /// The host address it listens on: 127.0.0.1 unless the Machinefile says otherwise.
     pub host_ip: Ipv4Addr,
     pub protocol: Protocol,
+    /// Vagrant's `auto_correct`: a taken host port may be replaced by a free one. Decided
+    /// before a backend sees the forward, which then carries the port in effect.
+    pub auto_correct: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -6,6 +6,7 @@ mod ansible;
 mod bootstrap;
 mod destroy;
 mod failures;
+mod folders;
 mod galaxy;
 mod gc;
 mod global_status;
@@ -19,6 +20,7 @@ mod provision;
 mod recipes;
 mod reload;
 mod remote;
+mod rsync;
 mod select;
 mod session;
 mod status;
@@ -47,6 +49,7 @@ pub use global_status::global_status;
 pub use halt::halt;
 pub use provision::{provision, UnknownProvisioners};
 pub use reload::{reload, ReloadOptions};
+pub use rsync::{rsync, rsync_auto};
 pub use select::SelectError;
 pub use session::Session;
 pub use status::{status, StatusReport};
@@ -148,6 +151,7 @@ pub fn check_against_provider(ws: &Workspace) -> Result<()> {
     let state = ws.state_dir.load()?;
     let kind = choose_provider(None, &ws.manifest, &state);
     let machines: Vec<&Machine> = ws.manifest.machines.iter().collect();
+    folders::check(ws, kind, &machines)?;
     host_ports::check(ws, kind, &machines, &state)
 }
 
@@ -164,13 +168,15 @@ pub fn choose_provider(
         .unwrap_or(ProviderKind::Docker)
 }
 
-/// Everything the backend needs for one machine, its image resolved for `kind`.
+/// Everything the backend `kind` needs for one machine, its image resolved for it.
 fn machine_spec(
     ws: &Workspace,
+    kind: ProviderKind,
     machine: &Machine,
     image: ImageSource,
     keypair: &Keypair,
 ) -> Result<MachineSpec> {
+    let (binds, user_ids) = folders::binds(ws, kind, machine);
     let host_key = keys::ensure_host_key(&ws.state_dir, &ws.manifest.name, &machine.name)?;
     let mut aliases = vec![machine.name.clone(), machine.hostname.clone()];
     if let Some((short, _)) = machine.hostname.split_once('.') {
@@ -190,6 +196,8 @@ fn machine_spec(
         host_key,
         init: machine.docker_init,
         forwarded_ports: machine.forwarded_ports.clone(),
+        binds,
+        user_ids,
     })
 }
 

@@ -12,8 +12,8 @@ use envctl_provider::{ImageSource, MachineSpec, MachineState, MachineUp, Provide
 use futures_util::future::join_all;
 
 use super::{
-    access, choose_provider, host_ports, image_source, machine_spec, ownership, provision,
-    MachineFailures, Session, Workspace,
+    access, choose_provider, folders, host_ports, image_source, machine_spec, ownership, provision,
+    rsync, MachineFailures, Session, Workspace,
 };
 use crate::interrupt;
 use crate::keys;
@@ -58,6 +58,7 @@ pub async fn up(ws: &Workspace, opts: UpOptions) -> Result<()> {
     provision::check_names(&ws.manifest, &opts.provision_with)?;
     let state = ws.state_dir.load()?;
     let kind = choose_provider(opts.provider, &ws.manifest, &state);
+    folders::check(ws, kind, &selected)?;
     host_ports::check(ws, kind, &selected, &state)?;
     let images = selected
         .iter()
@@ -76,6 +77,7 @@ pub(super) async fn up_selected(
 ) -> Result<()> {
     let ws = session.ws;
     let kind = choose_provider(None, &ws.manifest, &session.state);
+    folders::check(ws, kind, &session.selected)?;
     let images = session
         .selected
         .iter()
@@ -98,9 +100,10 @@ async fn up_planned(session: &mut Session<'_>, plan: Plan, opts: &UpOptions) -> 
         .selected
         .iter()
         .zip(plan.images)
-        .map(|(machine, image)| machine_spec(session.ws, machine, image, &keypair))
+        .map(|(machine, image)| machine_spec(session.ws, plan.kind, machine, image, &keypair))
         .collect::<Result<Vec<_>>>()?;
     let provider = connect_checked(session, plan.kind, &specs).await?;
+    folders::create_missing(&session.selected)?;
     // From here on resources exist: the provider is recorded first, so an interrupted
     // `up` is finished, not forgotten, by the next command.
     session.state.provider = Some(plan.kind);
@@ -114,6 +117,7 @@ async fn up_planned(session: &mut Session<'_>, plan: Plan, opts: &UpOptions) -> 
     };
     let converged = converge(session, &provider, &specs, creds).await?;
     let changed = record(session, &specs, converged)?;
+    sync_folders(session, &provider, plan.kind).await?;
     provision_if_due(session, opts, changed, plan.kind).await
 }
 
@@ -269,6 +273,39 @@ fn record(session: &mut Session<'_>, specs: &[MachineSpec], converged: Converged
     interrupt::check()?;
     failures.into_result()?;
     Ok(changed)
+}
+
+/// Says which type each synced folder got, then pushes the rsync ones, before any
+/// provisioner runs (as Vagrant does), on every `up` and `reload`.
+async fn sync_folders(
+    session: &Session<'_>,
+    provider: &AnyProvider,
+    kind: ProviderKind,
+) -> Result<()> {
+    for machine in &session.selected {
+        let shown: Vec<String> = folders::uses(kind, machine)
+            .iter()
+            .map(|u| {
+                format!(
+                    "{} → {} ({})",
+                    rsync::shown_host(&session.ws.manifest.dir, &u.folder.host),
+                    u.folder.guest,
+                    u.used
+                )
+            })
+            .collect();
+        if !shown.is_empty() {
+            output::status(
+                "Folders",
+                &format!("{}: {}", machine.name, shown.join(", ")),
+            );
+        }
+    }
+    // The tests' fake machines answer no SSH.
+    if !provider.machines_answer_ssh() {
+        return Ok(());
+    }
+    rsync::push(session.ws, &session.state, kind, &session.selected).await
 }
 
 /// Runs the provisioners that are due: by Vagrant's rule, `once` ones on machines not

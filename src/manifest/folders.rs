@@ -243,6 +243,22 @@ fn host_path(text: &str, dir: &Path, create: bool) -> Result<PathBuf, String> {
     if is_state(&real) {
         return Err(refused());
     }
+    // Only the project's own folders: a live folder is written by the guest's root as
+    // the engine's user, and `create` makes folders, which envctl does only in the project.
+    // Where the folder is still to be made, its nearest existing parent is what counts.
+    let project = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let existing = real
+        .ancestors()
+        .find_map(|at| std::fs::canonicalize(at).ok())
+        .unwrap_or_else(|| real.clone());
+    if !real.starts_with(dir) && !real.starts_with(&project) || !existing.starts_with(&project) {
+        return Err(format!(
+            "{} is outside the project's folder {}: only the project's own folders are shown \
+             in guests, whose root could write to them",
+            joined.display(),
+            project.display()
+        ));
+    }
     Ok(real)
 }
 
@@ -317,6 +333,8 @@ mod tests {
                 raw("src/../.envctl", "/s"),
                 Err(("host", "envctl's state folder")),
             ),
+            (raw("..", "/up"), Err(("host", "is outside the project's folder"))),
+            (raw("/etc", "/etc"), Err(("host", "is outside the project's folder"))),
             (raw(".", "vagrant"), Err(("guest", "is relative"))),
             (raw(".", "/"), Err(("guest", "the guest's root"))),
             (raw(".", "/a/../b"), Err(("guest", "holds `..`"))),

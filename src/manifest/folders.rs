@@ -333,8 +333,14 @@ mod tests {
                 raw("src/../.envctl", "/s"),
                 Err(("host", "envctl's state folder")),
             ),
-            (raw("..", "/up"), Err(("host", "is outside the project's folder"))),
-            (raw("/etc", "/etc"), Err(("host", "is outside the project's folder"))),
+            (
+                raw("..", "/up"),
+                Err(("host", "is outside the project's folder")),
+            ),
+            (
+                raw("/etc", "/etc"),
+                Err(("host", "is outside the project's folder")),
+            ),
             (raw(".", "vagrant"), Err(("guest", "is relative"))),
             (raw(".", "/"), Err(("guest", "the guest's root"))),
             (raw(".", "/a/../b"), Err(("guest", "holds `..`"))),

@@ -8,7 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use anyhow::{Context, Result};
 use envctl_provider::{FolderBind, FolderType, ProviderKind, UserIds};
 
-use crate::manifest::{Machine, SyncedFolder};
+use crate::manifest::{Machine, SyncedFolder, STATE_DIR_NAME};
 
 use super::Workspace;
 
@@ -131,14 +131,22 @@ pub fn binds(
     let binds: Vec<FolderBind> = uses(kind, machine)
         .into_iter()
         .filter(|u| u.used == FolderType::Bind)
-        .map(|u| FolderBind {
-            host: u.folder.host.clone(),
-            guest: u.folder.guest.clone(),
-            hidden: u
+        .map(|u| {
+            let mut hidden: Vec<String> = u
                 .folder
                 .state_dir_in_guest(&ws.manifest.dir)
                 .into_iter()
-                .collect(),
+                .collect();
+            // A folder that is another envctl project's: its `.envctl/` too.
+            let own = format!("{}/{STATE_DIR_NAME}", u.folder.guest);
+            if u.folder.host.join(STATE_DIR_NAME).is_dir() && !hidden.contains(&own) {
+                hidden.push(own);
+            }
+            FolderBind {
+                host: u.folder.host.clone(),
+                guest: u.folder.guest.clone(),
+                hidden,
+            }
         })
         .collect();
     let ids = binds.first().and_then(|bind| owner_ids(&bind.host));

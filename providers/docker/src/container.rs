@@ -902,6 +902,62 @@ mod tests {
     }
 
     #[test]
+    fn synced_folders_are_bind_mounts_with_envctl_hidden() {
+        let mut machine = machine();
+        machine.init = Init::Systemd;
+        machine.binds = vec![FolderBind {
+            host: "/p/my, proj".into(),
+            guest: "/vagrant".into(),
+            hidden: vec!["/vagrant/.envctl".into()],
+        }];
+        machine.user_ids = Some(UserIds {
+            uid: 4321,
+            gid: 4322,
+        });
+        let body = create_body(&env(), &machine, "debian:bookworm", V1_CGROUPFS);
+        let host = body.host_config.clone().unwrap();
+        let mounts: Vec<(
+            Option<String>,
+            Option<String>,
+            Option<MountType>,
+            Option<bool>,
+        )> = host
+            .mounts
+            .unwrap()
+            .into_iter()
+            .map(|m| (m.source, m.target, m.typ, m.read_only))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                (
+                    Some("/p/my, proj".into()),
+                    Some("/vagrant".into()),
+                    Some(MountType::BIND),
+                    Some(false)
+                ),
+                (
+                    None,
+                    Some("/vagrant/.envctl".into()),
+                    Some(MountType::TMPFS),
+                    Some(true)
+                ),
+            ]
+        );
+        // The systemd machine keeps its own tmpfs and cgroup bind beside the folders.
+        assert!(host.tmpfs.unwrap().contains_key("/run"));
+        assert_eq!(
+            body.labels.unwrap()[labels::FOLDERS],
+            "/p/my, proj=/vagrant|4321:4322"
+        );
+        let script = take_ids_script("vagrant", machine.user_ids.unwrap());
+        assert!(
+            script.contains("groupmod -o -g 4322") && script.contains("usermod -o -u 4321"),
+            "{script}"
+        );
+    }
+
+    #[test]
     fn no_secret_in_the_container_spec() {
         let body = create_body(&env(), &machine(), "debian:bookworm", V1_CGROUPFS);
         let spec = format!("{body:?}");

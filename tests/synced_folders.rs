@@ -4,8 +4,9 @@
 //! read in the guest at once; a file the guest user writes is the host user's (the
 //! project folder's owner, uid 4321 here, since the tests run as root); `.envctl/` cannot
 //! be read in the guest, not even by root; the rsync folder arrives at `up`, leaves out
-//! `.envctl/` and `exclude`, is the machine user's, takes changes after `envctl rsync` and,
-//! under `envctl rsync-auto`, within seconds; a container made with other folders is not
+//! `.envctl/` and `exclude`, is the machine user's, is pushed before provisioning by `up`
+//! and `reload`, takes changes after `envctl rsync` and, under `envctl rsync-auto`, within
+//! seconds; a container made with other folders is not
 //! started as if it had them.
 
 mod common;
@@ -96,7 +97,11 @@ fn docker_bind_and_rsync_folders() {
     require_docker();
     let folders = "    synced_folders:\n      - {host: ., guest: /vagrant}\n      \
                    - {host: ./src, guest: /srv/app, type: rsync, exclude: [target/]}\n";
-    let env = TestEnv::copy_of("example", |_| machinefile("docker", folders));
+    // Reads the rsync folder on every up and reload: what it saw shows it was pushed first.
+    let provision = "provision:\n  - {name: seen, run: always, shell: {inline: \"cat /srv/app/*.txt > /tmp/seen\"}}\n";
+    let env = TestEnv::copy_of("example", |_| {
+        machinefile("docker", &format!("{folders}{provision}"))
+    });
     fs::create_dir_all(env.dir.join("src/target")).unwrap();
     fs::create_dir_all(env.dir.join("src/.envctl")).unwrap();
     fs::write(env.dir.join("src/a.txt"), "first\n").unwrap();
@@ -170,6 +175,16 @@ fn docker_bind_and_rsync_folders() {
     assert_eq!(env.ssh("dev", "ls /srv/app"), "a.txt");
     env.ok(&["rsync"]);
     assert_eq!(env.ssh("dev", "cat /srv/app/b.txt"), "second");
+    assert_eq!(
+        env.ssh("dev", "cat /tmp/seen"),
+        "first",
+        "provisioned before the push"
+    );
+
+    // reload pushes before it provisions, as up does.
+    fs::write(env.dir.join("src/b.txt"), "second, edited\n").unwrap();
+    env.ok(&["reload", "dev"]);
+    assert_eq!(env.ssh("dev", "cat /tmp/seen"), "first\nsecond, edited");
 
     // rsync-auto: pushes what changes, debounced, until Ctrl-C.
     let mut auto = Command::new(env!("CARGO_BIN_EXE_envctl"))
@@ -204,7 +219,7 @@ fn docker_bind_and_rsync_folders() {
 
     // Another live folder: the container cannot grow a mount, so `up` says to remake it.
     fs::create_dir_all(env.dir.join("more")).unwrap();
-    let more = format!("{folders}      - {{host: ./more, guest: /more}}\n");
+    let more = format!("{folders}      - {{host: ./more, guest: /more}}\n{provision}");
     fs::write(env.dir.join("Machinefile"), machinefile("docker", &more)).unwrap();
     env.ok(&["halt"]);
     let refused = env.envctl(&["up"]);

@@ -916,32 +916,26 @@ mod tests {
         });
         let body = create_body(&env(), &machine, "debian:bookworm", V1_CGROUPFS);
         let host = body.host_config.clone().unwrap();
-        let mounts: Vec<(
-            Option<String>,
-            Option<String>,
-            Option<MountType>,
-            Option<bool>,
-        )> = host
+        let mounts: Vec<String> = host
             .mounts
             .unwrap()
             .into_iter()
-            .map(|m| (m.source, m.target, m.typ, m.read_only))
+            .map(|m| {
+                format!(
+                    "{:?} {:?} {:?} ro={:?} mode={:?}",
+                    m.typ,
+                    m.source,
+                    m.target,
+                    m.read_only,
+                    m.tmpfs_options.and_then(|t| t.mode)
+                )
+            })
             .collect();
         assert_eq!(
             mounts,
             [
-                (
-                    Some("/p/my, proj".into()),
-                    Some("/vagrant".into()),
-                    Some(MountType::BIND),
-                    Some(false)
-                ),
-                (
-                    None,
-                    Some("/vagrant/.envctl".into()),
-                    Some(MountType::TMPFS),
-                    Some(true)
-                ),
+                "Some(BIND) Some(\"/p/my, proj\") Some(\"/vagrant\") ro=Some(false) mode=None",
+                "Some(TMPFS) None Some(\"/vagrant/.envctl\") ro=Some(true) mode=Some(0)",
             ]
         );
         // The systemd machine keeps its own tmpfs and cgroup bind beside the folders.

@@ -42,6 +42,45 @@ fn records(env: &TestEnv) -> Vec<String> {
 }
 
 /// The machines' names, in the order of [`MACHINES`].
+/// The default synced folder, the project at /vagrant, as `kind` (`bind` under Docker,
+/// `rsync` under libvirt): there in every machine, a file the host writes reaches it (at
+/// once when live, after `envctl rsync` otherwise), and the private key in `.envctl/`
+/// cannot be read there, not even by root.
+fn assert_folders(env: &TestEnv, kind: &str) {
+    let status = env.status_json();
+    for machine in status["machines"].as_array().unwrap() {
+        assert_eq!(
+            machine["synced_folders"][0]["guest"], "/vagrant",
+            "{status}"
+        );
+        assert_eq!(machine["synced_folders"][0]["type"], kind, "{status}");
+    }
+    let note = format!("written on the host for {kind}\n");
+    fs::write(env.dir.join("from-host.txt"), &note).unwrap();
+    if kind == "rsync" {
+        env.ok(&["rsync"]);
+    }
+    for (name, ..) in MACHINES {
+        assert_eq!(
+            env.ssh(
+                name,
+                "head -1 /vagrant/Machinefile; cat /vagrant/from-host.txt"
+            ),
+            format!(
+                "# The example environment: two web servers and a database, on any provider.\n{}",
+                note.trim()
+            ),
+            "{name}"
+        );
+        let key = env.envctl(&["ssh", name, "--", "sudo cat /vagrant/.envctl/id_ed25519"]);
+        assert!(
+            !key.status.success(),
+            "{name}: the key was read: {}",
+            show(&key)
+        );
+    }
+}
+
 fn names() -> Vec<&'static str> {
     MACHINES.iter().map(|(name, ..)| *name).collect()
 }
@@ -86,6 +125,8 @@ fn libvirt_example_environment_round_trip() {
     assert_eq!(docker_objects("container", &label).len(), 3);
     assert_example_pages_answer(&env);
 
+    assert_folders(&env, "bind");
+
     // The parity playbook, on the environment's own inventory, passes under Docker.
     parity::run(&env);
     let docker_facts = parity::checked_facts(&env, &names());
@@ -120,6 +161,7 @@ fn libvirt_example_environment_round_trip() {
     assert_eq!(libvirt_objects("list", "example-").len(), 3);
     assert_eq!(libvirt_objects("net-list", "example-"), ["example-net"]);
 
+    assert_folders(&env, "rsync");
     for (name, ip, hostname) in MACHINES {
         assert_eq!(env.ssh(name, "hostname -f"), hostname);
         assert!(

@@ -6,6 +6,7 @@ mod ansible;
 mod bootstrap;
 mod destroy;
 mod failures;
+mod folders;
 mod galaxy;
 mod gc;
 mod global_status;
@@ -19,6 +20,7 @@ mod provision;
 mod recipes;
 mod reload;
 mod remote;
+mod rsync;
 mod select;
 mod session;
 mod status;
@@ -49,6 +51,7 @@ pub use global_status::global_status;
 pub use halt::halt;
 pub use provision::{provision, UnknownProvisioners};
 pub use reload::{reload, ReloadOptions};
+pub use rsync::{rsync, rsync_auto};
 pub use select::SelectError;
 pub use session::Session;
 pub use status::{status, StatusReport};
@@ -150,6 +153,7 @@ pub fn check_against_provider(ws: &Workspace) -> Result<()> {
     let state = ws.state_dir.load()?;
     let kind = choose_provider(None, &ws.manifest, &state);
     let machines: Vec<&Machine> = ws.manifest.machines.iter().collect();
+    folders::check(ws, kind, &machines)?;
     host_ports::check(ws, kind, &machines, &state)
 }
 
@@ -176,14 +180,16 @@ pub fn choose_provider(
         .unwrap_or(ProviderKind::Docker)
 }
 
-/// Everything the backend needs for one machine, its image resolved for `kind`.
+/// Everything the backend `kind` needs for one machine, its image resolved for it.
 fn machine_spec(
     ws: &Workspace,
+    kind: ProviderKind,
     machine: &Machine,
     image: ImageSource,
     forwarded_ports: Vec<PortForward>,
     keypair: &Keypair,
 ) -> Result<MachineSpec> {
+    let (binds, user_ids) = folders::binds(ws, kind, machine);
     let host_key = keys::ensure_host_key(&ws.state_dir, &ws.manifest.name, &machine.name)?;
     let mut aliases = vec![machine.name.clone(), machine.hostname.clone()];
     if let Some((short, _)) = machine.hostname.split_once('.') {
@@ -203,6 +209,8 @@ fn machine_spec(
         host_key,
         init: machine.docker_init,
         forwarded_ports,
+        binds,
+        user_ids,
     })
 }
 

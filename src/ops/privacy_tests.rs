@@ -63,6 +63,7 @@ fn nothing_in_the_state_folder_is_open_to_others() {
     for machine in &ws.manifest.machines {
         machine_spec(
             &ws,
+            envctl_provider::ProviderKind::Docker,
             machine,
             ImageSource::DockerImage("x".into()),
             vec![],

@@ -14,8 +14,8 @@ use envctl_provider::{
 use futures_util::future::join_all;
 
 use super::{
-    access, choose_provider, host_ports, image_source, machine_spec, ownership, provision, tunnels,
-    MachineFailures, Session, Workspace,
+    access, choose_provider, folders, host_ports, image_source, machine_spec, ownership, provision,
+    rsync, tunnels, MachineFailures, Session, Workspace,
 };
 use crate::interrupt;
 use crate::keys;
@@ -62,6 +62,7 @@ pub async fn up(ws: &Workspace, opts: UpOptions) -> Result<()> {
     provision::check_names(&ws.manifest, &opts.provision_with)?;
     let state = ws.state_dir.load()?;
     let kind = choose_provider(opts.provider, &ws.manifest, &state);
+    folders::check(ws, kind, &selected)?;
     let forwards = host_ports::settle(ws, kind, &selected, &state)?;
     let images = selected
         .iter()
@@ -85,6 +86,7 @@ pub(super) async fn up_selected(
 ) -> Result<()> {
     let ws = session.ws;
     let kind = choose_provider(None, &ws.manifest, &session.state);
+    folders::check(ws, kind, &session.selected)?;
     let forwards = host_ports::settle(ws, kind, &session.selected, &session.state)?;
     let images = session
         .selected
@@ -115,10 +117,11 @@ async fn up_planned(session: &mut Session<'_>, plan: Plan, opts: &UpOptions) -> 
         .zip(plan.images)
         .zip(plan.forwards)
         .map(|((machine, image), forwards)| {
-            machine_spec(session.ws, machine, image, forwards, &keypair)
+            machine_spec(session.ws, plan.kind, machine, image, forwards, &keypair)
         })
         .collect::<Result<Vec<_>>>()?;
     let provider = connect_checked(session, plan.kind, &specs).await?;
+    folders::create_missing(&session.selected)?;
     // From here on resources exist: the provider is recorded first, so an interrupted
     // `up` is finished, not forgotten, by the next command.
     session.state.provider = Some(plan.kind);
@@ -135,6 +138,7 @@ async fn up_planned(session: &mut Session<'_>, plan: Plan, opts: &UpOptions) -> 
     if tunnels::used_by(plan.kind) {
         tunnel_forwards(session, &specs, creds)?;
     }
+    sync_folders(session, &provider, plan.kind).await?;
     provision_if_due(session, opts, changed, plan.kind).await
 }
 
@@ -299,6 +303,8 @@ fn record(session: &mut Session<'_>, specs: &[MachineSpec], converged: Converged
     Ok(changed)
 }
 
+}
+
 /// Makes the SSH tunnels that forward the machines' ports (`tunnels.rs`), now that each
 /// answers SSH; ends those of forwards the Machinefile no longer lists.
 fn tunnel_forwards(
@@ -348,6 +354,39 @@ fn report_forwards(ws: &Workspace, spec: &MachineSpec) {
             ),
         );
     }
+}
+
+/// Says which type each synced folder got, then pushes the rsync ones, before any
+/// provisioner runs (as Vagrant does), on every `up` and `reload`.
+async fn sync_folders(
+    session: &Session<'_>,
+    provider: &AnyProvider,
+    kind: ProviderKind,
+) -> Result<()> {
+    for machine in &session.selected {
+        let shown: Vec<String> = folders::uses(kind, machine)
+            .iter()
+            .map(|u| {
+                format!(
+                    "{} → {} ({})",
+                    rsync::shown_host(&session.ws.manifest.dir, &u.folder.host),
+                    u.folder.guest,
+                    u.used
+                )
+            })
+            .collect();
+        if !shown.is_empty() {
+            output::status(
+                "Folders",
+                &format!("{}: {}", machine.name, shown.join(", ")),
+            );
+        }
+    }
+    // The tests' fake machines answer no SSH.
+    if !provider.machines_answer_ssh() {
+        return Ok(());
+    }
+    rsync::push(session.ws, &session.state, kind, &session.selected).await
 }
 
 /// Runs the provisioners that are due: by Vagrant's rule, `once` ones on machines not

@@ -303,8 +303,6 @@ fn record(session: &mut Session<'_>, specs: &[MachineSpec], converged: Converged
     Ok(changed)
 }
 
-}
-
 /// Makes the SSH tunnels that forward the machines' ports (`tunnels.rs`), now that each
 /// answers SSH; ends those of forwards the Machinefile no longer lists.
 fn tunnel_forwards(

@@ -46,6 +46,10 @@ pub enum Command {
     Inventory(InventoryArgs),
     /// Print each machine's forwarded ports, guest => host (Vagrant's `port`)
     Port(PortArgs),
+    /// Push the rsync synced folders to the machines (Vagrant's rsync)
+    Rsync(NamesArgs),
+    /// Push the rsync synced folders, then push again whenever they change, until Ctrl-C
+    RsyncAuto(NamesArgs),
     /// Check the Machinefile and report every problem in it
     Validate,
     /// List (or with --remove, remove) what envctl made for environments that are gone

@@ -330,6 +330,7 @@ mod tests {
             docker: DockerImage::DefaultRecipe,
             docker_init: envctl_provider::Init::Systemd,
             forwarded_ports: Vec::new(),
+            synced_folders: Vec::new(),
             libvirt_box: None,
             virtualbox_box: None,
         }

@@ -222,6 +222,7 @@ mod tests {
                     id: None,
                     in_machinefile: true,
                     forwarded_ports: Vec::new(),
+                    synced_folders: Vec::new(),
                 })
                 .collect(),
         }

@@ -47,6 +47,10 @@ pub struct MachineRecord {
     /// The provisioners that have run on it, by name (absent in older states).
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub provisioners: BTreeSet<String>,
+    /// Host ports `auto_correct` moved, kept for every later `up`: the Machinefile entry
+    /// (`host_ip:host/protocol->guest`) and the port it got.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub moved_ports: BTreeMap<String, u16>,
 }
 
 /// `provider` in `state.json`: a [`ProviderKind`]'s name.
@@ -114,6 +118,10 @@ impl StateDir {
     /// Where `ansible-playbook` logs its run, for the PLAY RECAP.
     pub fn ansible_log(&self) -> PathBuf {
         self.root.join("ansible.log")
+    }
+    /// What the SSH tunnels of libvirt's forwarded ports say (`ops/tunnels.rs`).
+    pub fn tunnels_log(&self) -> PathBuf {
+        self.root.join("tunnels.log")
     }
     pub fn console_dir(&self) -> PathBuf {
         self.root.join("console")

@@ -23,7 +23,8 @@ const MACHINES: [&str; 3] = ["db1", "web1", "web2"];
 fn environment(n: u8, edit: impl Fn(String) -> String) -> TestEnv {
     TestEnv::copy_of("example", |text| {
         edit(
-            text.replacen("\nname: example\n", &format!("\nname: faults{n}\n"), 1)
+            common::without_example_forward(text)
+                .replacen("\nname: example\n", &format!("\nname: faults{n}\n"), 1)
                 .replace("192.168.56.", &format!("10.231.{n}."))
                 .replace(".example.test", &format!(".faults{n}.test")),
         )

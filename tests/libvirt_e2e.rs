@@ -5,6 +5,9 @@
 //! machines (one boot, many assertions) the parity playbook (`tests/parity/`) runs
 //! unchanged under Docker and under libvirt, and what it records must not differ; the
 //! example's web servers and the parity playbook's answer again after `halt` and `up`.
+//! web1's forwarded port answers on the host under Docker, under libvirt (an SSH tunnel,
+//! made again by `up` when it died, gone while halted), after the switch back, and
+//! nothing listens there after `destroy`.
 
 mod common;
 
@@ -39,6 +42,45 @@ fn records(env: &TestEnv) -> Vec<String> {
 }
 
 /// The machines' names, in the order of [`MACHINES`].
+/// The default synced folder, the project at /vagrant, as `kind` (`bind` under Docker,
+/// `rsync` under libvirt): there in every machine, a file the host writes reaches it (at
+/// once when live, after `envctl rsync` otherwise), and the private key in `.envctl/`
+/// cannot be read there, not even by root.
+fn assert_folders(env: &TestEnv, kind: &str) {
+    let status = env.status_json();
+    for machine in status["machines"].as_array().unwrap() {
+        assert_eq!(
+            machine["synced_folders"][0]["guest"], "/vagrant",
+            "{status}"
+        );
+        assert_eq!(machine["synced_folders"][0]["type"], kind, "{status}");
+    }
+    let note = format!("written on the host for {kind}\n");
+    fs::write(env.dir.join("from-host.txt"), &note).unwrap();
+    if kind == "rsync" {
+        env.ok(&["rsync"]);
+    }
+    for (name, ..) in MACHINES {
+        assert_eq!(
+            env.ssh(
+                name,
+                "head -1 /vagrant/Machinefile; cat /vagrant/from-host.txt"
+            ),
+            format!(
+                "# The example environment: two web servers and a database, on any provider.\n{}",
+                note.trim()
+            ),
+            "{name}"
+        );
+        let key = env.envctl(&["ssh", name, "--", "sudo cat /vagrant/.envctl/id_ed25519"]);
+        assert!(
+            !key.status.success(),
+            "{name}: the key was read: {}",
+            show(&key)
+        );
+    }
+}
+
 fn names() -> Vec<&'static str> {
     MACHINES.iter().map(|(name, ..)| *name).collect()
 }
@@ -83,6 +125,8 @@ fn libvirt_example_environment_round_trip() {
     assert_eq!(docker_objects("container", &label).len(), 3);
     assert_example_pages_answer(&env);
 
+    assert_folders(&env, "bind");
+
     // The parity playbook, on the environment's own inventory, passes under Docker.
     parity::run(&env);
     let docker_facts = parity::checked_facts(&env, &names());
@@ -117,6 +161,7 @@ fn libvirt_example_environment_round_trip() {
     assert_eq!(libvirt_objects("list", "example-").len(), 3);
     assert_eq!(libvirt_objects("net-list", "example-"), ["example-net"]);
 
+    assert_folders(&env, "rsync");
     for (name, ip, hostname) in MACHINES {
         assert_eq!(env.ssh(name, "hostname -f"), hostname);
         assert!(
@@ -188,7 +233,34 @@ fn libvirt_example_environment_round_trip() {
     parity::run(&env);
     parity::assert_same_facts(&docker_facts, &parity::checked_facts(&env, &names()));
 
+    // web1's forwarded port is an SSH tunnel kept by envctl under libvirt; one that died
+    // is made again by `up` on the running machine.
+    let forwarded = common::example_forwarded_port(&env);
+    let tunnels = tunnel_pids(&env_id);
+    assert_eq!(tunnels.len(), 1, "{tunnels:?}");
+    for pid in &tunnels {
+        kill(*pid);
+    }
+    common::assert_nothing_listens(forwarded);
+    let again = env.envctl(&["up"]);
+    assert!(again.status.success(), "{}", show(&again));
+    let again = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        again.contains(&format!(
+            "web1: 8080 (guest) => 127.0.0.1:{forwarded} (host, tcp)"
+        )),
+        "{again}"
+    );
+    assert_eq!(
+        common::example_forwarded_port(&env),
+        forwarded,
+        "a second choice"
+    );
+    assert_example_pages_answer(&env);
+
     env.ok(&["halt"]);
+    assert!(tunnel_pids(&env_id).is_empty(), "a tunnel outlived halt");
+    common::assert_nothing_listens(forwarded);
     assert!(
         env.states().iter().all(|(_, state)| state == "stopped"),
         "{:?}",
@@ -205,8 +277,15 @@ fn libvirt_example_environment_round_trip() {
     assert_example_pages_answer(&env);
     parity::assert_pages_answer(&env, &MACHINES);
 
-    // And back to Docker: the libvirt machines go, the same environment comes up again.
+    // And back to Docker: the libvirt machines go, the same environment comes up again,
+    // its forwarded port published by Docker in place of the tunnel.
     env.ok(&["up", "--provider", "docker", "--switch"]);
+    assert!(
+        tunnel_pids(&env_id).is_empty(),
+        "a tunnel outlived the switch"
+    );
+    assert_eq!(common::example_forwarded_port(&env), forwarded);
+    assert_example_pages_answer(&env);
     assert_eq!(libvirt_objects("list", "example-"), Vec::<String>::new());
     common::assert_nothing_left_in_libvirt("example-");
     assert_eq!(
@@ -230,4 +309,37 @@ fn libvirt_example_environment_round_trip() {
         "networks left"
     );
     assert!(!env.state_dir().exists());
+    common::assert_nothing_listens(forwarded);
+}
+
+/// The SSH tunnels envctl keeps for environment `env_id`, by the marker on their command
+/// line.
+fn tunnel_pids(env_id: &str) -> Vec<u32> {
+    let marker = format!("SetEnv=ENVCTL_TUNNEL={env_id}/");
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|process| {
+            let pid: u32 = process.file_name().to_str()?.parse().ok()?;
+            let cmdline = fs::read(process.path().join("cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&cmdline).into_owned();
+            cmdline
+                .split('\0')
+                .any(|arg| arg.starts_with(&marker))
+                .then_some(pid)
+        })
+        .collect()
+}
+
+/// Ends process `pid`, as a crash would, and waits for it to go.
+fn kill(pid: u32) {
+    let status = std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + std::time::Duration::from_secs(5);
+    while fs::metadata(format!("/proc/{pid}")).is_ok() && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

@@ -13,7 +13,8 @@ use common::{docker_objects, require_ansible, require_docker, show, TestEnv};
 
 fn habits() -> TestEnv {
     TestEnv::copy_of("example", |text| {
-        text.replace("name: example", "name: habits")
+        common::without_example_forward(text)
+            .replace("name: example", "name: habits")
             .replace(
                 "subnet: 192.168.56.0/24",
                 "subnet: 10.231.1.0/24\n  gateway: 10.231.1.1",

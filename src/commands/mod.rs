@@ -38,6 +38,8 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::SshConfig(args) => ssh_config::run(&ws, args),
         Command::Inventory(args) => inventory::run(&ws, args),
         Command::Port(args) => port::run(&ws, args),
+        Command::Rsync(args) => ops::rsync(&ws, &args.names).await,
+        Command::RsyncAuto(args) => ops::rsync_auto(&ws, &args.names).await,
         Command::Validate => validate::run(&ws),
         Command::Box(_) | Command::Gc(_) | Command::GlobalStatus(_) => {
             unreachable!("handled above")

@@ -28,6 +28,18 @@ struct MachineJson<'a> {
     in_machinefile: bool,
     /// Added with forwarded ports: `[]` for a machine that has none.
     forwarded_ports: Vec<PortJson>,
+    /// Added with synced folders: each folder, with the type it gets under the provider.
+    synced_folders: Vec<FolderJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct FolderJson<'a> {
+    /// Absolute.
+    host: String,
+    guest: &'a str,
+    /// `bind` or `rsync`: what `auto` became.
+    #[serde(rename = "type")]
+    kind: &'static str,
 }
 
 #[derive(Serialize)]
@@ -36,6 +48,8 @@ struct PortJson {
     host: u16,
     host_ip: String,
     protocol: &'static str,
+    /// Added with auto_correct: `host` is then the port `up` chose, maybe not the asked one.
+    auto_correct: bool,
 }
 
 impl<'a> From<&'a StatusReport> for StatusJson<'a> {
@@ -61,6 +75,16 @@ impl<'a> From<&'a StatusReport> for StatusJson<'a> {
                             host: forward.host,
                             host_ip: forward.host_ip.to_string(),
                             protocol: forward.protocol.as_str(),
+                            auto_correct: forward.auto_correct,
+                        })
+                        .collect(),
+                    synced_folders: machine
+                        .synced_folders
+                        .iter()
+                        .map(|folder| FolderJson {
+                            host: folder.host.display().to_string(),
+                            guest: &folder.guest,
+                            kind: folder.used.as_str(),
                         })
                         .collect(),
                 })

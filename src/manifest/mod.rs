@@ -5,12 +5,13 @@
 //! trusts a `Manifest` and never checks it again.
 
 mod ansible_vars;
+mod folders;
 mod groups;
 mod image_ref;
 mod inventory_path;
 mod libvirt_uri;
 mod lines;
-mod ports;
+pub mod ports;
 mod provisioners;
 mod raw;
 mod reserved;
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 
 use envctl_provider::{Init, NetworkSpec, PortForward, ProviderKind};
 
+pub use folders::SyncedFolder;
 pub use inventory_path::{check_inventory_path, is_generated, GENERATED_MARK};
 pub use libvirt_uri::check_libvirt_uri;
 pub use validate::parse;
@@ -74,6 +76,8 @@ pub struct Machine {
     pub docker_init: Init,
     /// Guest ports published on the host; no host port claimed twice in the Machinefile.
     pub forwarded_ports: Vec<PortForward>,
+    /// Host folders shown in the guest; guest paths unique; none is `.envctl/`.
+    pub synced_folders: Vec<SyncedFolder>,
     pub libvirt_box: Option<String>,
     pub virtualbox_box: Option<String>,
 }

@@ -15,9 +15,10 @@ pub struct RawForward {
     pub host: Option<i64>,
     pub host_ip: Option<String>,
     pub protocol: Option<String>,
+    pub auto_correct: Option<bool>,
 }
 
-pub const FIELDS: &[&str] = &["guest", "host", "host_ip", "protocol"];
+pub const FIELDS: &[&str] = &["guest", "host", "host_ip", "protocol", "auto_correct"];
 
 /// Where a guest's port is published when the Machinefile names no address: this host
 /// alone, as Vagrant does.
@@ -62,6 +63,7 @@ fn check_one(raw: &RawForward) -> Result<PortForward, (&'static str, String)> {
         host,
         host_ip,
         protocol,
+        auto_correct: raw.auto_correct.unwrap_or(false),
     })
 }
 
@@ -88,16 +90,20 @@ pub fn overlap(a: &PortForward, b: &PortForward) -> bool {
 pub type SecondClaim<'a> = (&'a str, usize, &'a str, PortForward);
 
 /// Every host port claimed a second time. A machine's own list is checked the same way,
-/// against itself.
+/// against itself. Entries with `auto_correct` claim nothing: `up` moves them off any port
+/// taken, by the Machinefile or by another program.
 pub fn claimed_twice(machines: &[(String, Vec<PortForward>)]) -> Vec<SecondClaim<'_>> {
     let mut clashes = Vec::new();
     for (i, (name, forwards)) in machines.iter().enumerate() {
         for (index, forward) in forwards.iter().enumerate() {
+            if forward.auto_correct {
+                continue;
+            }
             let earlier = machines[..=i].iter().find_map(|(other, theirs)| {
                 let upto = if other == name { index } else { theirs.len() };
                 theirs[..upto]
                     .iter()
-                    .any(|claimed| overlap(claimed, forward))
+                    .any(|claimed| !claimed.auto_correct && overlap(claimed, forward))
                     .then_some(other.as_str())
             });
             if let Some(other) = earlier {
@@ -118,6 +124,7 @@ mod tests {
             host: Some(host),
             host_ip: host_ip.map(String::from),
             protocol: protocol.map(String::from),
+            auto_correct: None,
         }
     }
 
@@ -171,6 +178,11 @@ mod tests {
             host,
             host_ip: ip.parse().unwrap(),
             protocol: Protocol::Tcp,
+            auto_correct: false,
+        };
+        let movable = |host, ip: &str| PortForward {
+            auto_correct: true,
+            ..forward(host, ip)
         };
         let machines = vec![
             ("web1".to_string(), vec![forward(8080, "127.0.0.1")]),
@@ -183,6 +195,11 @@ mod tests {
                 vec![forward(9000, "127.0.0.1"), forward(9000, "127.0.0.1")],
             ),
             ("ok".to_string(), vec![forward(8081, "127.0.0.2")]),
+            // Moved by `up` if need be: neither claims nor clashes.
+            (
+                "auto".to_string(),
+                vec![movable(8080, "127.0.0.1"), movable(8080, "127.0.0.1")],
+            ),
         ];
         let clashes: Vec<(&str, usize, &str)> = claimed_twice(&machines)
             .into_iter()

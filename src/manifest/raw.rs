@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_yaml::Value;
 
+pub use super::folders::RawFolder;
 pub use super::ports::RawForward;
 
 #[derive(Debug, Default, Deserialize)]
@@ -50,6 +51,7 @@ pub struct RawDefaults {
     pub libvirt: Option<RawLibvirtDefaults>,
     pub virtualbox: Option<RawBoxChoice>,
     pub forwarded_ports: Option<Vec<RawForward>>,
+    pub synced_folders: Option<Vec<RawFolder>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -67,6 +69,7 @@ pub struct RawMachine {
     pub libvirt: Option<RawBoxChoice>,
     pub virtualbox: Option<RawBoxChoice>,
     pub forwarded_ports: Option<Vec<RawForward>>,
+    pub synced_folders: Option<Vec<RawFolder>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -165,9 +168,11 @@ pub const KNOWN_FIELDS: &[(&str, &[&str])] = &[
             "libvirt",
             "virtualbox",
             "forwarded_ports",
+            "synced_folders",
         ],
     ),
     ("defaults.forwarded_ports.*", super::ports::FIELDS),
+    ("defaults.synced_folders.*", super::folders::FIELDS),
     ("defaults.docker", &["image", "build", "init"]),
     ("defaults.libvirt", &["box", "uri", "accel"]),
     ("defaults.virtualbox", &["box"]),
@@ -185,9 +190,11 @@ pub const KNOWN_FIELDS: &[(&str, &[&str])] = &[
             "libvirt",
             "virtualbox",
             "forwarded_ports",
+            "synced_folders",
         ],
     ),
     ("machines.*.forwarded_ports.*", super::ports::FIELDS),
+    ("machines.*.synced_folders.*", super::folders::FIELDS),
     ("machines.*.docker", &["image", "build", "init"]),
     ("machines.*.libvirt", &["box"]),
     ("machines.*.virtualbox", &["box"]),

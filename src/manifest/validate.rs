@@ -8,6 +8,7 @@ use envctl_provider::{Init, NetworkSpec, PortForward, ProviderKind};
 use ipnetwork::Ipv4Network;
 
 use super::ansible_vars::{reserved_var, template_in, unusable_project_dir};
+use super::folders::{self, SyncedFolder};
 use super::groups::groups as group_section;
 use super::image_ref::{is_image_reference, IMAGE_RULE};
 use super::inventory_path::check_inventory_path;
@@ -634,6 +635,7 @@ fn machine(
         )
     });
     let forwarded_ports = forwarded_ports(raw, manifest, check);
+    let synced_folders = synced_folders(raw, manifest, dir, check);
     let libvirt_box = raw
         .libvirt
         .as_ref()
@@ -668,6 +670,7 @@ fn machine(
         docker: docker?,
         docker_init: docker_init?,
         forwarded_ports: forwarded_ports?,
+        synced_folders: synced_folders?,
         libvirt_box,
         virtualbox_box,
     })
@@ -687,6 +690,30 @@ fn forwarded_ports(
     };
     match ports::check(list) {
         Ok(forwards) => Some(forwards),
+        Err(problems) => {
+            for (index, name, why) in problems {
+                check.fail(&format!("{field}.{index}.{name}"), why);
+            }
+            None
+        }
+    }
+}
+
+/// The machine's `synced_folders`, else the default list, else the project's folder at
+/// `/vagrant`: a machine's list replaces the default one.
+fn synced_folders(
+    raw: &RawMachine,
+    manifest: &RawManifest,
+    dir: &Path,
+    check: &mut MachineCheck,
+) -> Option<Vec<SyncedFolder>> {
+    let (list, field) = match (&raw.synced_folders, &manifest.defaults.synced_folders) {
+        (Some(list), _) => (list, "synced_folders"),
+        (None, Some(list)) => (list, "defaults.synced_folders"),
+        (None, None) => return Some(folders::default_folders(dir)),
+    };
+    match folders::check(list, dir) {
+        Ok(list) => Some(list),
         Err(problems) => {
             for (index, name, why) in problems {
                 check.fail(&format!("{field}.{index}.{name}"), why);

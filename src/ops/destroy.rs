@@ -14,6 +14,7 @@ pub async fn destroy(ws: &Workspace, names: &[String]) -> Result<()> {
     let whole = session.selected.len() == ws.manifest.machines.len();
     if let Some(provider) = session.connect_running().await? {
         let env = session.env();
+        super::tunnels::stop(&env.id, Some(&session.selected_names()));
         let selected = &session.selected;
         let results = join_all(selected.iter().map(|machine| async {
             output::status("Destroying", &machine.name);

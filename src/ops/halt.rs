@@ -22,6 +22,8 @@ pub(super) async fn halt_selected(session: &mut Session<'_>) -> Result<()> {
         return Ok(());
     };
     let env = session.env();
+    // Their tunnels first: a halted machine forwards nothing, and `up` makes them anew.
+    super::tunnels::stop(&env.id, Some(&session.selected_names()));
     let selected = &session.selected;
     let results = join_all(selected.iter().map(|machine| async {
         output::status("Halting", &machine.name);

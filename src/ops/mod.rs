@@ -6,6 +6,7 @@ mod ansible;
 mod bootstrap;
 mod destroy;
 mod failures;
+mod folders;
 mod galaxy;
 mod gc;
 mod global_status;
@@ -19,9 +20,11 @@ mod provision;
 mod recipes;
 mod reload;
 mod remote;
+mod rsync;
 mod select;
 mod session;
 mod status;
+mod tunnels;
 mod up;
 #[cfg(test)]
 mod verb_tests;
@@ -30,7 +33,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use envctl_provider::{
-    BoxImage, EnvironmentId, EnvironmentSpec, ImageSource, MachineSpec, ProviderError, ProviderKind,
+    BoxImage, EnvironmentId, EnvironmentSpec, ImageSource, MachineSpec, PortForward, ProviderError,
+    ProviderKind,
 };
 
 use crate::boxes;
@@ -47,6 +51,7 @@ pub use global_status::global_status;
 pub use halt::halt;
 pub use provision::{provision, UnknownProvisioners};
 pub use reload::{reload, ReloadOptions};
+pub use rsync::{rsync, rsync_auto};
 pub use select::SelectError;
 pub use session::Session;
 pub use status::{status, StatusReport};
@@ -148,7 +153,18 @@ pub fn check_against_provider(ws: &Workspace) -> Result<()> {
     let state = ws.state_dir.load()?;
     let kind = choose_provider(None, &ws.manifest, &state);
     let machines: Vec<&Machine> = ws.manifest.machines.iter().collect();
+    folders::check(ws, kind, &machines)?;
     host_ports::check(ws, kind, &machines, &state)
+}
+
+/// `machine`'s forwarded ports as in effect: host ports `auto_correct` moved as the state
+/// records them (`envctl port`).
+pub fn forwarded_ports(ws: &Workspace, machine: &Machine) -> Result<Vec<PortForward>> {
+    let state = ws.state_dir.load()?;
+    Ok(host_ports::in_effect(
+        machine,
+        state.machines.get(&machine.name),
+    ))
 }
 
 /// The provider a command uses: the one asked for (flag or ENVCTL_PROVIDER), else the
@@ -164,13 +180,16 @@ pub fn choose_provider(
         .unwrap_or(ProviderKind::Docker)
 }
 
-/// Everything the backend needs for one machine, its image resolved for `kind`.
+/// Everything the backend `kind` needs for one machine, its image resolved for it.
 fn machine_spec(
     ws: &Workspace,
+    kind: ProviderKind,
     machine: &Machine,
     image: ImageSource,
+    forwarded_ports: Vec<PortForward>,
     keypair: &Keypair,
 ) -> Result<MachineSpec> {
+    let (binds, user_ids) = folders::binds(ws, kind, machine);
     let host_key = keys::ensure_host_key(&ws.state_dir, &ws.manifest.name, &machine.name)?;
     let mut aliases = vec![machine.name.clone(), machine.hostname.clone()];
     if let Some((short, _)) = machine.hostname.split_once('.') {
@@ -189,7 +208,9 @@ fn machine_spec(
         authorized_key: keypair.public_openssh.clone(),
         host_key,
         init: machine.docker_init,
-        forwarded_ports: machine.forwarded_ports.clone(),
+        forwarded_ports,
+        binds,
+        user_ids,
     })
 }
 

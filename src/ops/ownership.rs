@@ -16,9 +16,12 @@ pub fn holding_liveness(holding: &Holding) -> Liveness {
     liveness(holding.owner.project_dir.as_deref(), &holding.owner.env_id)
 }
 
-/// Removes every machine the backend has for `env`, then what they shared. Destroying by
+/// Removes every machine the backend has for `env`, then what they shared, and ends the
+/// environment's port tunnels. Destroying by
 /// what the backend reports, not by a list, also takes machines no Machinefile names now.
 pub async fn remove_all(provider: &AnyProvider, env: &EnvironmentId) -> Result<()> {
+    // libvirt's forwarded ports, if any: envctl's processes, not the backend's resources.
+    super::tunnels::stop(&env.id, None);
     let machines = provider.status(env).await?;
     let results = join_all(
         machines

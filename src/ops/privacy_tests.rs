@@ -61,7 +61,15 @@ fn nothing_in_the_state_folder_is_open_to_others() {
     let mut state = state_dir.load().unwrap();
     let keypair = keys::ensure_keypair(state_dir, &ws.manifest.name).unwrap();
     for machine in &ws.manifest.machines {
-        machine_spec(&ws, machine, ImageSource::DockerImage("x".into()), &keypair).unwrap();
+        machine_spec(
+            &ws,
+            envctl_provider::ProviderKind::Docker,
+            machine,
+            ImageSource::DockerImage("x".into()),
+            vec![],
+            &keypair,
+        )
+        .unwrap();
     }
     state.provider = Some(envctl_provider::ProviderKind::Virtualbox);
     state_dir.save(&state).unwrap();
@@ -89,7 +97,7 @@ fn nothing_in_the_state_folder_is_open_to_others() {
             ssh_host: "10.9.0.11".into(),
             ssh_port: 22,
             provisioned: false,
-            provisioners: Default::default(),
+            ..Default::default()
         },
     );
     state_dir.save(&state).unwrap();

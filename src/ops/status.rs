@@ -1,6 +1,6 @@
 //! `envctl status`: each machine's state as the provider sees it now.
 
-use super::{choose_provider, global_status, Workspace};
+use super::{choose_provider, global_status, host_ports, Workspace};
 use anyhow::Result;
 use envctl_provider::{MachineState, PortForward, Provider, ProviderKind};
 
@@ -27,7 +27,17 @@ pub struct MachineLine {
     pub id: Option<String>,
     /// False for a machine the provider has but the Machinefile no longer lists.
     pub in_machinefile: bool,
+    /// Host ports as in effect: moved ones (`auto_correct`) as the state records them.
     pub forwarded_ports: Vec<PortForward>,
+    pub synced_folders: Vec<FolderLine>,
+}
+
+/// A synced folder and the type it gets under the environment's provider.
+#[derive(Clone, Debug)]
+pub struct FolderLine {
+    pub host: std::path::PathBuf,
+    pub guest: String,
+    pub used: envctl_provider::FolderType,
 }
 
 pub async fn status(ws: &Workspace) -> Result<StatusReport> {
@@ -37,6 +47,7 @@ pub async fn status(ws: &Workspace) -> Result<StatusReport> {
         Some(kind) => ws.connect(kind).await?.status(&ws.env_spec(&state)).await?,
         None => Vec::new(),
     };
+    let report_kind = kind.unwrap_or_else(|| choose_provider(None, &ws.manifest, &state));
     let mut machines: Vec<MachineLine> = ws
         .manifest
         .machines
@@ -50,7 +61,15 @@ pub async fn status(ws: &Workspace) -> Result<StatusReport> {
                 hostname: machine.hostname.clone(),
                 id: seen.map(|status| status.id.clone()),
                 in_machinefile: true,
-                forwarded_ports: machine.forwarded_ports.clone(),
+                forwarded_ports: host_ports::in_effect(machine, state.machines.get(&machine.name)),
+                synced_folders: super::folders::uses(report_kind, machine)
+                    .into_iter()
+                    .map(|u| FolderLine {
+                        host: u.folder.host.clone(),
+                        guest: u.folder.guest.clone(),
+                        used: u.used,
+                    })
+                    .collect(),
             }
         })
         .collect();
@@ -66,6 +85,7 @@ pub async fn status(ws: &Workspace) -> Result<StatusReport> {
             id: Some(extra.id.clone()),
             in_machinefile: false,
             forwarded_ports: Vec::new(),
+            synced_folders: Vec::new(),
         });
     }
     // What was just seen is what `global-status` shows until something sees more.

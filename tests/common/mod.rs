@@ -423,13 +423,57 @@ pub const EXAMPLE_WEB: [(&str, &str, &str, u16); 2] = [
 
 /// Fails the test unless each of the example's web servers serves its page (the greeting
 /// and its hostname) on its `http_port`, to this host at its address and to `db1` at its
-/// hostname.
+/// hostname, and `web1`'s also at its forwarded port on 127.0.0.1 (the one `status --json`
+/// reports: `auto_correct` may have moved it).
 pub fn assert_example_pages_answer(env: &TestEnv) {
     for (name, ip, hostname, port) in EXAMPLE_WEB {
         let expected = format!("hello from envctl: {hostname} ({name})");
         page_from_host(ip, port, &expected);
         page_from_machine(env, "db1", &format!("http://{hostname}:{port}/"), &expected);
     }
+    let forwarded = example_forwarded_port(env);
+    page_from_host(
+        "127.0.0.1",
+        forwarded,
+        "hello from envctl: web1.example.test (web1)",
+    );
+}
+
+/// The example's forwarded port (web1's 8080) as in effect, from `status --json`.
+pub fn example_forwarded_port(env: &TestEnv) -> u16 {
+    let status = env.status_json();
+    let web1 = status["machines"]
+        .as_array()
+        .and_then(|machines| machines.iter().find(|m| m["name"] == "web1"))
+        .expect("web1 in status --json");
+    let forward = &web1["forwarded_ports"][0];
+    assert_eq!(forward["guest"], 8080, "{web1}");
+    assert_eq!(forward["host_ip"], "127.0.0.1", "{web1}");
+    let host = forward["host"].as_u64().expect("a host port") as u16;
+    assert!(
+        host == 18080 || (2200..=2250).contains(&host),
+        "auto_correct chose {host}"
+    );
+    host
+}
+
+/// Fails the test if anything answers at 127.0.0.1:`port`.
+pub fn assert_nothing_listens(port: u16) {
+    assert!(
+        TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "something still listens at 127.0.0.1:{port}"
+    );
+}
+
+/// The example Machinefile without its forwarded port, for environments made from it that
+/// run beside each other (each would take a port of the host).
+pub fn without_example_forward(text: String) -> String {
+    let forward = "    forwarded_ports:\n      - {guest: 8080, host: 18080, auto_correct: true}\n";
+    assert!(
+        text.contains(forward),
+        "the example's forward moved: update this helper"
+    );
+    text.replace(forward, "")
 }
 
 /// The page `ip:port` serves to this host, retried until it contains `expected`.

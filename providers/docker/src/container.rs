@@ -7,16 +7,16 @@ use std::io;
 use bollard::body_full;
 use bollard::models::{
     ContainerCreateBody, ContainerInspectResponse, ContainerStateStatusEnum,
-    ContainerSummaryStateEnum, EndpointIpamConfig, EndpointSettings, HostConfig, NetworkingConfig,
-    PortBinding, PortMap,
+    ContainerSummaryStateEnum, EndpointIpamConfig, EndpointSettings, HostConfig, Mount,
+    MountTmpfsOptions, MountType, NetworkingConfig, PortBinding, PortMap,
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
     RemoveContainerOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use envctl_provider::{
-    Access, EnvironmentId, Init, MachineSpec, MachineState, MachineStatus, MachineUp, Phase,
-    PortForward, ProviderError, Report, SshEndpoint,
+    Access, EnvironmentId, FolderBind, Init, MachineSpec, MachineState, MachineStatus, MachineUp,
+    Phase, PortForward, ProviderError, Report, SshEndpoint, UserIds,
 };
 use futures_util::StreamExt;
 
@@ -43,9 +43,9 @@ pub(crate) fn split_hostname(fqdn: &str) -> (&str, &str) {
     fqdn.split_once('.').unwrap_or((fqdn, ""))
 }
 
-/// The container that backs `machine`: no published ports, not privileged, no added
-/// capability. A systemd machine also gets what systemd needs ([`systemd::apply`]); an
-/// `sshd` machine gets no mount at all.
+/// The container that backs `machine`: not privileged, no added capability; its
+/// forwarded ports published and its live synced folders mounted. A systemd machine also
+/// gets what systemd needs ([`systemd::apply`]).
 pub(crate) fn create_body(
     env: &EnvironmentId,
     machine: &MachineSpec,
@@ -66,6 +66,10 @@ pub(crate) fn create_body(
     labels.insert(
         labels::PORTS.to_string(),
         ports_label(&machine.forwarded_ports),
+    );
+    labels.insert(
+        labels::FOLDERS.to_string(),
+        folders_label(&machine.binds, machine.user_ids),
     );
     let mut body = ContainerCreateBody {
         image: Some(image.to_string()),
@@ -90,7 +94,69 @@ pub(crate) fn create_body(
         systemd::apply(&mut body, &CgroupPlan::new(cgroups, env, &machine.name));
     }
     publish(&mut body, &machine.forwarded_ports);
+    mount_folders(&mut body, &machine.binds);
     body
+}
+
+/// The live folders and the user's ids as a label, to tell when the Machinefile asks for
+/// others: the engine mounts only at creation.
+fn folders_label(binds: &[FolderBind], ids: Option<UserIds>) -> String {
+    let mut each: Vec<String> = binds
+        .iter()
+        .map(|b| format!("{}={}", b.host.display(), b.guest))
+        .collect();
+    each.sort();
+    let ids = ids
+        .map(|ids| format!("|{}:{}", ids.uid, ids.gid))
+        .unwrap_or_default();
+    format!("{}{ids}", each.join(";"))
+}
+
+/// Each live folder as a bind mount, read-write, and over each path it hides an empty,
+/// read-only tmpfs that no one may list (the engine mounts the deeper path after the
+/// folder). Mounts, not `binds` strings, so a path with `:` or `,` is no problem.
+fn mount_folders(body: &mut ContainerCreateBody, binds: &[FolderBind]) {
+    if binds.is_empty() {
+        return;
+    }
+    let mut mounts = Vec::new();
+    for bind in binds {
+        mounts.push(Mount {
+            target: Some(bind.guest.clone()),
+            source: Some(bind.host.display().to_string()),
+            typ: Some(MountType::BIND),
+            read_only: Some(false),
+            ..Default::default()
+        });
+        for hidden in &bind.hidden {
+            mounts.push(Mount {
+                target: Some(hidden.clone()),
+                typ: Some(MountType::TMPFS),
+                read_only: Some(true),
+                tmpfs_options: Some(MountTmpfsOptions {
+                    size_bytes: Some(4096),
+                    mode: Some(0),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+        }
+    }
+    if let Some(host) = body.host_config.as_mut() {
+        host.mounts = Some(mounts);
+    }
+}
+
+/// The script that gives the machine's user `ids`, run once as root right after the
+/// container first starts, before anyone logs in (usermod refuses a user with processes).
+/// `-o`: the host's uid may be another user's in the image. The home folder's files follow,
+/// without crossing into a mounted folder, whose files are the host's.
+fn take_ids_script(user: &str, ids: UserIds) -> String {
+    format!(
+        r#"set -e; u='{user}'; g=$(id -gn "$u"); [ "$(id -g "$u")" = {gid} ] || groupmod -o -g {gid} "$g"; [ "$(id -u "$u")" = {uid} ] || usermod -o -u {uid} "$u"; home=$(getent passwd "$u" | cut -d: -f6); [ -z "$home" ] || [ ! -d "$home" ] || find "$home" -xdev -exec chown -h {uid}:{gid} {{}} +"#,
+        uid = ids.uid,
+        gid = ids.gid
+    )
 }
 
 /// The forwarded ports as a label, to tell when the Machinefile asks for others.
@@ -215,6 +281,12 @@ fn check_made_as_asked(
         )
     } else if label(labels::PORTS).unwrap_or("") != ports_label(&machine.forwarded_ports) {
         "it was made with other forwarded ports than the Machinefile now lists".to_string()
+    } else if label(labels::FOLDERS).unwrap_or("")
+        != folders_label(&machine.binds, machine.user_ids)
+    {
+        "it was made with other synced folders (or for another owner of them) than the \
+         Machinefile now asks"
+            .to_string()
     } else {
         return Ok(());
     };
@@ -295,6 +367,10 @@ impl DockerProvider {
             let id = self.create_machine(env, machine, report).await?;
             report.phase(&machine.name, Phase::Starting);
             self.start(&machine.name, &name).await?;
+            if let Some(ids) = machine.user_ids {
+                self.take_ids(&machine.name, &name, &machine.user, ids)
+                    .await?;
+            }
             return Ok(up(id, true));
         };
         check_made_as_asked(&existing, machine, &name)?;
@@ -317,6 +393,64 @@ impl DockerProvider {
                 Ok(up(id, true))
             }
         }
+    }
+
+    /// Runs [`take_ids_script`] in the container as root; fails with what it printed.
+    async fn take_ids(
+        &self,
+        machine: &str,
+        name: &str,
+        user: &str,
+        ids: UserIds,
+    ) -> Result<(), ProviderError> {
+        use bollard::exec::{CreateExecOptions, StartExecResults};
+        let action = format!(
+            "giving `{user}` in `{name}` the synced folder owner's uid {}",
+            ids.uid
+        );
+        let script = take_ids_script(user, ids);
+        let exec = self
+            .docker
+            .create_exec(
+                name,
+                CreateExecOptions {
+                    cmd: Some(vec!["/bin/sh", "-c", &script]),
+                    user: Some("root"),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|err| self.machine_error(machine, action.clone(), err))?;
+        let mut text = String::new();
+        if let StartExecResults::Attached { mut output, .. } = self
+            .docker
+            .start_exec(&exec.id, None)
+            .await
+            .map_err(|err| self.machine_error(machine, action.clone(), err))?
+        {
+            while let Some(chunk) = output.next().await {
+                match chunk {
+                    Ok(chunk) => text.push_str(&chunk.to_string()),
+                    Err(err) => return Err(self.machine_error(machine, action, err)),
+                }
+            }
+        }
+        let code = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(|err| self.machine_error(machine, action.clone(), err))?
+            .exit_code;
+        if code != Some(0) {
+            return Err(ProviderError::machine(
+                machine,
+                action,
+                format!("the script ended with {code:?}: {}", text.trim()),
+            ));
+        }
+        Ok(())
     }
 
     pub(crate) async fn halt_machine(
@@ -577,6 +711,8 @@ mod tests {
             },
             init: envctl_provider::Init::Sshd,
             forwarded_ports: Vec::new(),
+            binds: Vec::new(),
+            user_ids: None,
         }
     }
 
@@ -743,12 +879,14 @@ mod tests {
                 host: 8080,
                 host_ip: "127.0.0.1".parse().unwrap(),
                 protocol: envctl_provider::Protocol::Tcp,
+                auto_correct: false,
             },
             PortForward {
                 guest: 53,
                 host: 5353,
                 host_ip: "0.0.0.0".parse().unwrap(),
                 protocol: envctl_provider::Protocol::Udp,
+                auto_correct: false,
             },
         ];
         let body = create_body(&env(), &machine, "debian:bookworm", V1_CGROUPFS);
@@ -762,6 +900,56 @@ mod tests {
         assert_eq!(
             body.labels.unwrap()[labels::PORTS],
             "53/udp=0.0.0.0:5353,80/tcp=127.0.0.1:8080"
+        );
+    }
+
+    #[test]
+    fn synced_folders_are_bind_mounts_with_envctl_hidden() {
+        let mut machine = machine();
+        machine.init = Init::Systemd;
+        machine.binds = vec![FolderBind {
+            host: "/p/my, proj".into(),
+            guest: "/vagrant".into(),
+            hidden: vec!["/vagrant/.envctl".into()],
+        }];
+        machine.user_ids = Some(UserIds {
+            uid: 4321,
+            gid: 4322,
+        });
+        let body = create_body(&env(), &machine, "debian:bookworm", V1_CGROUPFS);
+        let host = body.host_config.clone().unwrap();
+        let mounts: Vec<String> = host
+            .mounts
+            .unwrap()
+            .into_iter()
+            .map(|m| {
+                format!(
+                    "{:?} {:?} {:?} ro={:?} mode={:?}",
+                    m.typ,
+                    m.source,
+                    m.target,
+                    m.read_only,
+                    m.tmpfs_options.and_then(|t| t.mode)
+                )
+            })
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                "Some(BIND) Some(\"/p/my, proj\") Some(\"/vagrant\") ro=Some(false) mode=None",
+                "Some(TMPFS) None Some(\"/vagrant/.envctl\") ro=Some(true) mode=Some(0)",
+            ]
+        );
+        // The systemd machine keeps its own tmpfs and cgroup bind beside the folders.
+        assert!(host.tmpfs.unwrap().contains_key("/run"));
+        assert_eq!(
+            body.labels.unwrap()[labels::FOLDERS],
+            "/p/my, proj=/vagrant|4321:4322"
+        );
+        let script = take_ids_script("vagrant", machine.user_ids.unwrap());
+        assert!(
+            script.contains("groupmod -o -g 4322") && script.contains("usermod -o -u 4321"),
+            "{script}"
         );
     }
 

@@ -17,6 +17,8 @@ pub const MACHINE: &str = "envctl.machine";
 pub const INIT: &str = "envctl.init";
 /// The forwarded ports a container publishes (`guest/proto=ip:host,…`).
 pub const PORTS: &str = "envctl.ports";
+/// The live folders a container mounts and the ids its user took (`host=guest;…|uid:gid`).
+pub const FOLDERS: &str = "envctl.folders";
 /// The recipe an image was built from.
 pub const RECIPE: &str = "envctl.recipe";
 

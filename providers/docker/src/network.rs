@@ -535,6 +535,8 @@ mod tests {
             },
             init: envctl_provider::Init::Sshd,
             forwarded_ports: Vec::new(),
+            binds: Vec::new(),
+            user_ids: None,
         };
         let machines = [machine("web", "10.1.0.10"), machine("db", "10.1.0.11")];
         let attached = |list: &[(&str, &str)]| -> Vec<(String, Ipv4Addr)> {

@@ -15,9 +15,10 @@ use std::future::Future;
 pub use error::{BoxError, ProviderError};
 pub use owner::{group_holdings, Holding, Owner};
 pub use spec::{
-    Access, BoxImage, BuildRecipe, Capabilities, EnvironmentId, EnvironmentSpec, GuestAddress,
-    HostKey, ImageKind, ImageSource, Init, MachineSpec, MachineState, MachineStatus, MachineUp,
-    NetworkSpec, Phase, PortForward, Protocol, ProviderKind, SshEndpoint,
+    Access, BoxImage, BuildRecipe, Capabilities, EnvironmentId, EnvironmentSpec, FolderBind,
+    FolderType, GuestAddress, HostKey, ImageKind, ImageSource, Init, MachineSpec, MachineState,
+    MachineStatus, MachineUp, NetworkSpec, Phase, PortForward, Protocol, ProviderKind, SshEndpoint,
+    UserIds,
 };
 
 /// Where a backend says what it is doing, machine by machine.

@@ -57,6 +57,11 @@ pub struct Capabilities {
     pub image_kind: ImageKind,
     /// Whether it publishes a guest's port on the host ([`PortForward`]).
     pub forwarded_ports: bool,
+    /// Whether it forwards udp as well as tcp (SSH tunnels carry tcp only).
+    pub forwarded_udp: bool,
+    /// The live synced-folder types it mounts ([`FolderBind`]), best first. `rsync`, over
+    /// SSH, is every provider's and is not listed.
+    pub live_folders: &'static [FolderType],
 }
 
 impl ProviderKind {
@@ -67,13 +72,109 @@ impl ProviderKind {
             ProviderKind::Docker => Capabilities {
                 image_kind: ImageKind::Docker,
                 forwarded_ports: true,
+                forwarded_udp: true,
+                live_folders: &[FolderType::Bind],
             },
-            ProviderKind::Libvirt | ProviderKind::Virtualbox => Capabilities {
+            // envctl's SSH tunnels (`src/ops/tunnels.rs`): tcp only.
+            ProviderKind::Libvirt => Capabilities {
                 image_kind: ImageKind::Box,
-                forwarded_ports: false,
+                forwarded_ports: true,
+                forwarded_udp: false,
+                // A 9p or virtiofs export of a folder that holds `.envctl/` cannot hide it
+                // from the guest's root, and neither can be tested under TCG here: rsync.
+                live_folders: &[],
+            },
+            // NAT rules of the VM's first adapter.
+            ProviderKind::Virtualbox => Capabilities {
+                image_kind: ImageKind::Box,
+                forwarded_ports: true,
+                forwarded_udp: true,
+                // VirtualBox shared folders are not built yet: rsync.
+                live_folders: &[],
             },
         }
     }
+}
+
+/// A synced folder's type, as the Machinefile names it (`synced_folders[].type`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum FolderType {
+    /// The best live type the provider has, else rsync.
+    #[default]
+    Auto,
+    /// A Docker bind mount: live, both ways.
+    Bind,
+    /// libvirt's virtiofs.
+    Virtiofs,
+    /// libvirt's 9p.
+    NineP,
+    /// A VirtualBox shared folder.
+    Virtualbox,
+    /// Copied over SSH by `rsync`: one way, on `up`, `reload`, `envctl rsync`.
+    Rsync,
+}
+
+impl FolderType {
+    pub const ALL: [FolderType; 6] = [
+        FolderType::Auto,
+        FolderType::Bind,
+        FolderType::Virtiofs,
+        FolderType::NineP,
+        FolderType::Virtualbox,
+        FolderType::Rsync,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FolderType::Auto => "auto",
+            FolderType::Bind => "bind",
+            FolderType::Virtiofs => "virtiofs",
+            FolderType::NineP => "9p",
+            FolderType::Virtualbox => "virtualbox",
+            FolderType::Rsync => "rsync",
+        }
+    }
+}
+
+impl fmt::Display for FolderType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for FolderType {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FolderType::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "`{s}` is not a folder type: use auto, bind, virtiofs, 9p, virtualbox or rsync"
+                )
+            })
+    }
+}
+
+/// A host folder mounted live in the guest (a Docker bind mount).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FolderBind {
+    /// Absolute, an existing folder.
+    pub host: PathBuf,
+    /// Absolute, normalized.
+    pub guest: String,
+    /// Guest paths under `guest` to cover with an empty read-only file system, so what the
+    /// host keeps there (the project's `.envctl/`, its private keys) never shows.
+    pub hidden: Vec<String>,
+}
+
+/// The uid and gid the machine's user takes, so that files in a live folder, which keep
+/// their host owners, are the guest user's own (the host folder's owner's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct UserIds {
+    pub uid: u32,
+    pub gid: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,6 +262,10 @@ pub struct MachineSpec {
     pub host_key: HostKey,
     /// Guest ports published on the host, each host port already free or this machine's.
     pub forwarded_ports: Vec<PortForward>,
+    /// Live synced folders, of a type the backend listed in [`Capabilities::live_folders`].
+    pub binds: Vec<FolderBind>,
+    /// Ids the login user takes when the machine is made, for `binds`; None to keep its own.
+    pub user_ids: Option<UserIds>,
     /// What runs as the machine's first process. Only containers have a choice: a VM
     /// always boots its box's own init.
     pub init: Init,
@@ -174,6 +279,9 @@ pub struct PortForward {
     /// The host address it listens on: 127.0.0.1 unless the Machinefile says otherwise.
     pub host_ip: Ipv4Addr,
     pub protocol: Protocol,
+    /// Vagrant's `auto_correct`: a taken host port may be replaced by a free one. Decided
+    /// before a backend sees the forward, which then carries the port in effect.
+    pub auto_correct: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -71,6 +71,8 @@ pub fn machine(env: &EnvironmentSpec, name: &str, host: u32, image: ImageSource)
         },
         init: Init::default(),
         forwarded_ports: Vec::new(),
+        binds: Vec::new(),
+        user_ids: None,
     }
 }
 

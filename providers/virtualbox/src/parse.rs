@@ -14,6 +14,8 @@ pub(crate) struct VmInfo {
 pub(crate) struct Forwarding {
     pub(crate) name: String,
     pub(crate) host_port: u16,
+    /// The whole rule as printed, to compare with the one wanted.
+    pub(crate) rule: String,
 }
 
 impl VmInfo {
@@ -49,6 +51,7 @@ impl VmInfo {
                 Some(Forwarding {
                     name: name.to_string(),
                     host_port: host_port.parse().ok()?,
+                    rule: rule.to_string(),
                 })
             })
             .collect()
@@ -210,11 +213,13 @@ SnapshotName-1="later"
             vec![
                 Forwarding {
                     name: "envctl-ssh".to_string(),
-                    host_port: 2222
+                    host_port: 2222,
+                    rule: "envctl-ssh,tcp,127.0.0.1,2222,,22".to_string(),
                 },
                 Forwarding {
                     name: "other".to_string(),
-                    host_port: 5353
+                    host_port: 5353,
+                    rule: "other,udp,,5353,,53".to_string(),
                 },
             ]
         );

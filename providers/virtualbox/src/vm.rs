@@ -23,6 +23,34 @@ use crate::{keys, HostOnlyKind, VirtualboxProvider};
 pub(crate) const SNAPSHOT: &str = "envctl-base";
 /// The NAT rule that forwards a host port on 127.0.0.1 to the guest's sshd.
 pub(crate) const SSH_RULE: &str = "envctl-ssh";
+/// The NAT rules that carry the machine's forwarded ports: `envctl-port0`, `envctl-port1`…
+/// in the order of its list. Rules of other names are left alone.
+pub(crate) const PORT_RULE: &str = "envctl-port";
+
+/// The NAT rules `machine`'s forwarded ports need, as `showvminfo` prints them back. The
+/// guest address stays empty: VirtualBox's NAT then forwards to the guest's NAT address.
+fn port_rules(machine: &MachineSpec) -> Vec<String> {
+    machine
+        .forwarded_ports
+        .iter()
+        .enumerate()
+        .map(|(index, forward)| {
+            format!(
+                "{PORT_RULE}{index},{},{},{},,{}",
+                forward.protocol, forward.host_ip, forward.host, forward.guest
+            )
+        })
+        .collect()
+}
+
+/// The names of `info`'s rules that carry forwarded ports.
+fn port_rule_names(info: &VmInfo) -> Vec<String> {
+    info.forwardings()
+        .into_iter()
+        .filter(|rule| rule.name.starts_with(PORT_RULE))
+        .map(|rule| rule.name)
+        .collect()
+}
 
 /// Who a VM belongs to, from its extradata.
 pub(crate) enum Owner {
@@ -218,7 +246,11 @@ impl VirtualboxProvider {
         match info.state() {
             "running" => {
                 report.phase(&machine.name, Phase::AlreadyRunning);
-                Ok(self.machine_up(env, machine, &uuid, forwarded()?, false))
+                let port = forwarded()?;
+                self.sync_port_rules(&vm, &info, machine)
+                    .await
+                    .map_err(err("forwarding ports of"))?;
+                Ok(self.machine_up(env, machine, &uuid, port, false))
             }
             "paused" => {
                 report.phase(&machine.name, Phase::Starting);
@@ -226,6 +258,9 @@ impl VirtualboxProvider {
                     .run(["controlvm", vm.as_str(), "resume"])
                     .await
                     .map_err(err("resuming"))?;
+                self.sync_port_rules(&vm, &info, machine)
+                    .await
+                    .map_err(err("forwarding ports of"))?;
                 Ok(self.machine_up(env, machine, &uuid, forwarded()?, true))
             }
             "saved" => {
@@ -235,6 +270,10 @@ impl VirtualboxProvider {
                     .run(["startvm", vm.as_str(), "--type", "headless"])
                     .await
                     .map_err(err("starting"))?;
+                // A saved VM cannot be modified: its rules change once it runs.
+                self.sync_port_rules(&vm, &info, machine)
+                    .await
+                    .map_err(err("forwarding ports of"))?;
                 Ok(self.machine_up(env, machine, &uuid, port, true))
             }
             "poweroff" | "aborted" => {
@@ -287,8 +326,9 @@ impl VirtualboxProvider {
                 source,
             })?;
         let had_rule = info.forwardings().iter().any(|rule| rule.name == SSH_RULE);
+        let old_port_rules = port_rule_names(info);
         self.vbox
-            .run(self.modify_args(env, machine, host_only, port, had_rule))
+            .run(self.modify_args(env, machine, host_only, port, had_rule, &old_port_rules))
             .await?;
         if host_only.dhcp && extra.get(keys::DHCP) != Some(&host_only.name) {
             let mac = mac_colons(nic2_mac(machine.ip));
@@ -321,6 +361,7 @@ impl VirtualboxProvider {
         host_only: &HostOnly,
         port: u16,
         had_rule: bool,
+        old_port_rules: &[String],
     ) -> Vec<String> {
         let seven = self.version.has_new_option_names();
         let opt = |new: &str, old: &str| if seven { new } else { old }.to_string();
@@ -346,6 +387,13 @@ impl VirtualboxProvider {
             opt("--nat-pf1", "--natpf1"),
             format!("{SSH_RULE},tcp,127.0.0.1,{port},,22"),
         ]);
+        // The forwarded ports, made anew like the SSH rule: the list may have changed.
+        for name in old_port_rules {
+            args.extend([opt("--nat-pf1", "--natpf1"), "delete".into(), name.clone()]);
+        }
+        for rule in port_rules(machine) {
+            args.extend([opt("--nat-pf1", "--natpf1"), rule]);
+        }
         match host_only.kind {
             HostOnlyKind::Interface => args.extend([
                 "--nic2".into(),
@@ -371,6 +419,37 @@ impl VirtualboxProvider {
             console.display().to_string(),
         ]);
         args
+    }
+
+    /// Brings a running VM's forwarded-port rules to what `machine` lists, through
+    /// `controlvm <vm> natpf1` (the same spelling in 6.x and 7.x): stale ones deleted, missing
+    /// ones added, the rest left as they are.
+    async fn sync_port_rules(
+        &self,
+        vm: &str,
+        info: &VmInfo,
+        machine: &MachineSpec,
+    ) -> Result<(), CallError> {
+        let wanted = port_rules(machine);
+        let have: Vec<_> = info
+            .forwardings()
+            .into_iter()
+            .filter(|rule| rule.name.starts_with(PORT_RULE))
+            .collect();
+        for stale in have.iter().filter(|rule| !wanted.contains(&rule.rule)) {
+            self.vbox
+                .run(["controlvm", vm, "natpf1", "delete", stale.name.as_str()])
+                .await?;
+        }
+        for rule in wanted
+            .iter()
+            .filter(|rule| !have.iter().any(|had| had.rule == **rule))
+        {
+            self.vbox
+                .run(["controlvm", vm, "natpf1", rule.as_str()])
+                .await?;
+        }
+        Ok(())
     }
 
     fn machine_up(

@@ -173,3 +173,78 @@ async fn virtualbox_up_reports_the_port_it_forwarded() {
     );
     fake.cleanup();
 }
+
+/// Forwarded ports are NAT rules `envctl-port<N>`: set with `modifyvm` when the VM is
+/// off, and on a running VM brought to the Machinefile's list with `controlvm <vm> natpf1`
+/// (a changed rule deleted and added again, a new one added, an unchanged one left), as
+/// tests/golden/vbox7-ports-live.txt records.
+#[tokio::test]
+async fn virtualbox_forwarded_ports_are_nat_rules_kept_in_step() {
+    let fake = Fake::new("ports-live", V7);
+    let (env, mut machines) = example(&fake);
+    let provider = fake.provider(HostOnlyKind::Interface).await;
+    provider.preflight(&env, &machines).await.unwrap();
+    provider
+        .prepare(&env, &machines, &Phases::default())
+        .await
+        .unwrap();
+    provider
+        .up(&env, &machines[0], &Phases::default())
+        .await
+        .unwrap();
+    let rules = |fake: &Fake| fake.vm("example-web1").unwrap()["nics"][0]["rules"].clone();
+    assert_eq!(rules(&fake)[1], "envctl-port0,tcp,127.0.0.1,18080,,8080");
+
+    fake.mark("up, running, forwards changed");
+    let web1 = &mut machines[0];
+    let mut second = web1.forwarded_ports[0];
+    second.guest = 53;
+    second.host = 5353;
+    second.host_ip = "0.0.0.0".parse().unwrap();
+    second.protocol = envctl_provider::Protocol::Udp;
+    web1.forwarded_ports[0].host = 18081;
+    web1.forwarded_ports.push(second);
+    provider
+        .up(&env, &machines[0], &Phases::default())
+        .await
+        .unwrap();
+    let now = rules(&fake);
+    let now: Vec<&str> = now
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|rule| rule.as_str())
+        .filter(|rule| rule.starts_with("envctl-port"))
+        .collect();
+    assert_eq!(
+        now,
+        [
+            "envctl-port0,tcp,127.0.0.1,18081,,8080",
+            "envctl-port1,udp,0.0.0.0,5353,,53"
+        ]
+    );
+
+    fake.mark("up, running, nothing changed");
+    provider
+        .up(&env, &machines[0], &Phases::default())
+        .await
+        .unwrap();
+
+    fake.mark("halt, then up with one forward fewer");
+    provider.halt(&env, "web1").await.unwrap();
+    machines[0].forwarded_ports.pop();
+    provider
+        .up(&env, &machines[0], &Phases::default())
+        .await
+        .unwrap();
+    let last = rules(&fake);
+    assert_eq!(last[1], "envctl-port0,tcp,127.0.0.1,18081,,8080");
+    assert_eq!(last.as_array().unwrap().len(), 2, "{last}");
+
+    fake.mark("destroy");
+    provider.destroy(&env, "web1").await.unwrap();
+    provider.teardown(&env).await.unwrap();
+    assert!(fake.vm("example-web1").is_none());
+    fake.assert_golden("vbox7-ports-live.txt");
+    fake.cleanup();
+}

@@ -197,6 +197,8 @@ impl Lab {
                 host_key: keys::ensure_host_key(&self.state_dir, ENV, name).unwrap(),
                 init: envctl_provider::Init::default(),
                 forwarded_ports: Vec::new(),
+                binds: Vec::new(),
+                user_ids: None,
             })
             .collect();
         let hosts: Vec<KnownHost> = specs
@@ -403,6 +405,8 @@ fn any_spec() -> MachineSpec {
         },
         init: envctl_provider::Init::default(),
         forwarded_ports: Vec::new(),
+        binds: Vec::new(),
+        user_ids: None,
     }
 }
 

@@ -26,6 +26,8 @@ fn spec() -> MachineSpec {
         },
         init: envctl_provider::Init::default(),
         forwarded_ports: Vec::new(),
+        binds: Vec::new(),
+        user_ids: None,
     }
 }
 

@@ -8,12 +8,14 @@ mod ready;
 use std::collections::HashSet;
 
 use anyhow::{bail, Result};
-use envctl_provider::{ImageSource, MachineSpec, MachineState, MachineUp, Provider, ProviderKind};
+use envctl_provider::{
+    ImageSource, MachineSpec, MachineState, MachineUp, PortForward, Provider, ProviderKind,
+};
 use futures_util::future::join_all;
 
 use super::{
-    access, choose_provider, host_ports, image_source, machine_spec, ownership, provision,
-    MachineFailures, Session, Workspace,
+    access, choose_provider, folders, host_ports, image_source, machine_spec, ownership, provision,
+    rsync, tunnels, MachineFailures, Session, Workspace,
 };
 use crate::interrupt;
 use crate::keys;
@@ -43,6 +45,8 @@ struct Plan {
     kind: ProviderKind,
     /// Each selected machine's image, in selection order.
     images: Vec<ImageSource>,
+    /// Each selected machine's forwards, host ports settled (`host_ports::settle`).
+    forwards: Vec<Vec<PortForward>>,
 }
 
 /// What converging did to each machine.
@@ -58,13 +62,19 @@ pub async fn up(ws: &Workspace, opts: UpOptions) -> Result<()> {
     provision::check_names(&ws.manifest, &opts.provision_with)?;
     let state = ws.state_dir.load()?;
     let kind = choose_provider(opts.provider, &ws.manifest, &state);
-    host_ports::check(ws, kind, &selected, &state)?;
+    folders::check(ws, kind, &selected)?;
+    let forwards = host_ports::settle(ws, kind, &selected, &state)?;
     let images = selected
         .iter()
         .map(|machine| image_source(ws, machine, kind))
         .collect::<Result<Vec<_>>>()?;
     let mut session = Session::open(ws, "up", selected)?;
-    up_planned(&mut session, Plan { kind, images }, &opts).await
+    let plan = Plan {
+        kind,
+        images,
+        forwards,
+    };
+    up_planned(&mut session, plan, &opts).await
 }
 
 /// `up` under a session that is already open (`reload` holds one across halt and up),
@@ -76,6 +86,8 @@ pub(super) async fn up_selected(
 ) -> Result<()> {
     let ws = session.ws;
     let kind = choose_provider(None, &ws.manifest, &session.state);
+    folders::check(ws, kind, &session.selected)?;
+    let forwards = host_ports::settle(ws, kind, &session.selected, &session.state)?;
     let images = session
         .selected
         .iter()
@@ -88,7 +100,12 @@ pub(super) async fn up_selected(
         provision_with: provision_with.to_vec(),
         switch: false,
     };
-    up_planned(session, Plan { kind, images }, &opts).await
+    let plan = Plan {
+        kind,
+        images,
+        forwards,
+    };
+    up_planned(session, plan, &opts).await
 }
 
 async fn up_planned(session: &mut Session<'_>, plan: Plan, opts: &UpOptions) -> Result<()> {
@@ -98,9 +115,13 @@ async fn up_planned(session: &mut Session<'_>, plan: Plan, opts: &UpOptions) -> 
         .selected
         .iter()
         .zip(plan.images)
-        .map(|(machine, image)| machine_spec(session.ws, machine, image, &keypair))
+        .zip(plan.forwards)
+        .map(|((machine, image), forwards)| {
+            machine_spec(session.ws, plan.kind, machine, image, forwards, &keypair)
+        })
         .collect::<Result<Vec<_>>>()?;
     let provider = connect_checked(session, plan.kind, &specs).await?;
+    folders::create_missing(&session.selected)?;
     // From here on resources exist: the provider is recorded first, so an interrupted
     // `up` is finished, not forgotten, by the next command.
     session.state.provider = Some(plan.kind);
@@ -114,6 +135,10 @@ async fn up_planned(session: &mut Session<'_>, plan: Plan, opts: &UpOptions) -> 
     };
     let converged = converge(session, &provider, &specs, creds).await?;
     let changed = record(session, &specs, converged)?;
+    if tunnels::used_by(plan.kind) {
+        tunnel_forwards(session, &specs, creds)?;
+    }
+    sync_folders(session, &provider, plan.kind).await?;
     provision_if_due(session, opts, changed, plan.kind).await
 }
 
@@ -258,7 +283,14 @@ fn record(session: &mut Session<'_>, specs: &[MachineSpec], converged: Converged
                 Some(old) if provisioned => old.provisioners.clone(),
                 _ => Default::default(),
             },
+            moved_ports: match session.ws.manifest.machine(&spec.name) {
+                Some(machine) => {
+                    host_ports::moved_ports(&machine.forwarded_ports, &spec.forwarded_ports)
+                }
+                None => Default::default(),
+            },
         };
+        report_forwards(session.ws, spec);
         session.state.machines.insert(spec.name.clone(), record);
         session.saw(&spec.name, MachineState::Running);
     }
@@ -269,6 +301,90 @@ fn record(session: &mut Session<'_>, specs: &[MachineSpec], converged: Converged
     interrupt::check()?;
     failures.into_result()?;
     Ok(changed)
+}
+
+/// Makes the SSH tunnels that forward the machines' ports (`tunnels.rs`), now that each
+/// answers SSH; ends those of forwards the Machinefile no longer lists.
+fn tunnel_forwards(
+    session: &Session<'_>,
+    specs: &[MachineSpec],
+    creds: Credentials<'_>,
+) -> Result<()> {
+    let wanted: Vec<tunnels::Wanted> = specs
+        .iter()
+        .filter_map(|spec| {
+            Some(tunnels::Wanted {
+                name: &spec.name,
+                user: &spec.user,
+                record: session.state.machines.get(&spec.name)?,
+                forwards: &spec.forwarded_ports,
+            })
+        })
+        .collect();
+    tunnels::ensure(
+        &session.state.env_id,
+        &session.ws.manifest.dir,
+        &session.ws.state_dir.tunnels_log(),
+        creds,
+        &wanted,
+    )
+}
+
+/// Says where `spec`'s guest ports answer on the host, as Vagrant's `up` does, and which
+/// host port `auto_correct` moved.
+fn report_forwards(ws: &Workspace, spec: &MachineSpec) {
+    let asked = ws
+        .manifest
+        .machine(&spec.name)
+        .map_or(&[][..], |machine| &machine.forwarded_ports[..]);
+    for (index, forward) in spec.forwarded_ports.iter().enumerate() {
+        let moved = match asked.get(index) {
+            Some(asked) if asked.host != forward.host => {
+                format!(", auto-corrected from {} (taken)", asked.host)
+            }
+            _ => String::new(),
+        };
+        output::status(
+            "Forwarding",
+            &format!(
+                "{}: {} (guest) => {}:{} (host, {}){moved}",
+                spec.name, forward.guest, forward.host_ip, forward.host, forward.protocol
+            ),
+        );
+    }
+}
+
+/// Says which type each synced folder got, then pushes the rsync ones, before any
+/// provisioner runs (as Vagrant does), on every `up` and `reload`.
+async fn sync_folders(
+    session: &Session<'_>,
+    provider: &AnyProvider,
+    kind: ProviderKind,
+) -> Result<()> {
+    for machine in &session.selected {
+        let shown: Vec<String> = folders::uses(kind, machine)
+            .iter()
+            .map(|u| {
+                format!(
+                    "{} → {} ({})",
+                    rsync::shown_host(&session.ws.manifest.dir, &u.folder.host),
+                    u.folder.guest,
+                    u.used
+                )
+            })
+            .collect();
+        if !shown.is_empty() {
+            output::status(
+                "Folders",
+                &format!("{}: {}", machine.name, shown.join(", ")),
+            );
+        }
+    }
+    // The tests' fake machines answer no SSH.
+    if !provider.machines_answer_ssh() {
+        return Ok(());
+    }
+    rsync::push(session.ws, &session.state, kind, &session.selected).await
 }
 
 /// Runs the provisioners that are due: by Vagrant's rule, `once` ones on machines not

@@ -192,6 +192,8 @@ pub fn machine(env: &EnvironmentSpec, name: &str, host: u32, image: ImageSource)
         },
         init: envctl_provider::Init::Sshd,
         forwarded_ports: Vec::new(),
+        binds: Vec::new(),
+        user_ids: None,
         ..envctl_testkit::machine(env, name, host, image)
     }
 }

@@ -50,6 +50,8 @@ fn machine(name: &str, hostname: &str, ip: &str) -> MachineSpec {
         },
         init: envctl_provider::Init::default(),
         forwarded_ports: Vec::new(),
+        binds: Vec::new(),
+        user_ids: None,
     }
 }
 

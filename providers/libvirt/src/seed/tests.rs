@@ -28,6 +28,8 @@ fn machine() -> MachineSpec {
         },
         init: envctl_provider::Init::default(),
         forwarded_ports: Vec::new(),
+        binds: Vec::new(),
+        user_ids: None,
     }
 }
 

@@ -10,7 +10,10 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use envctl_provider::{BoxImage, EnvironmentSpec, HostKey, ImageSource, MachineSpec, NetworkSpec};
+use envctl_provider::{
+    BoxImage, EnvironmentSpec, HostKey, ImageSource, MachineSpec, NetworkSpec, PortForward,
+    Protocol,
+};
 use envctl_virtualbox::{HostOnlyKind, VirtualboxOptions, VirtualboxProvider};
 use serde_json::Value;
 
@@ -182,10 +185,12 @@ pub fn normalise(text: &str, root: &Path) -> String {
     let text = text.replace(&root.display().to_string(), "$TMP");
     text.lines()
         .map(|line| {
-            let Some(at) = line.find(",tcp,127.0.0.1,") else {
+            // The SSH rule's port only: forwarded ports are the Machinefile's, fixed.
+            let rule = "envctl-ssh,tcp,127.0.0.1,";
+            let Some(at) = line.find(rule) else {
                 return line.to_string();
             };
-            let start = at + ",tcp,127.0.0.1,".len();
+            let start = at + rule.len();
             let digits = line[start..].bytes().take_while(u8::is_ascii_digit).count();
             format!("{}$PORT{}", &line[..start], &line[start + digits..])
         })
@@ -229,11 +234,16 @@ pub fn example_in(
         },
         ..envctl_testkit::machine(&env, name, u32::from(last), image.clone())
     };
-    let machines = vec![
-        machine("web1", 11, 512),
-        machine("web2", 12, 512),
-        machine("db1", 13, 768),
-    ];
+    // web1 forwards a port, as in environments/example.
+    let mut web1 = machine("web1", 11, 512);
+    web1.forwarded_ports = vec![PortForward {
+        guest: 8080,
+        host: 18080,
+        host_ip: Ipv4Addr::LOCALHOST,
+        protocol: Protocol::Tcp,
+        auto_correct: true,
+    }];
+    let machines = vec![web1, machine("web2", 12, 512), machine("db1", 13, 768)];
     (env, machines)
 }
 

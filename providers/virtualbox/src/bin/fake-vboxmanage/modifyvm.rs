@@ -169,37 +169,7 @@ fn apply(
         },
         "hostonlyadapter" => vm.nics[nic].hostonly_adapter = value.to_string(),
         "hostonlynet" => vm.nics[nic].hostonly_net = value.to_string(),
-        "natpf" => {
-            let rules = &mut vm.nics[nic].rules;
-            if let Some(name) = extra {
-                let before = rules.len();
-                rules.retain(|rule| rule.split(',').next() != Some(name.as_str()));
-                if rules.len() == before {
-                    return invalid(format!("A NAT rule of this name does not exist: {name}"));
-                }
-                return Ok(());
-            }
-            let fields: Vec<&str> = value.split(',').collect();
-            let [name, proto, _host_ip, host_port, _guest_ip, guest_port] = fields[..] else {
-                return Err(Fail::syntax(format!("Invalid NAT rule '{value}'")));
-            };
-            if !proto.eq_ignore_ascii_case("tcp") && !proto.eq_ignore_ascii_case("udp") {
-                return Err(Fail::api(
-                    format!("Invalid proto '{value}' specfied for NIC {}", nic + 1),
-                    "E_FAIL",
-                ));
-            }
-            if host_port.parse::<u16>().is_err() || guest_port.parse::<u16>().is_err() {
-                return invalid(format!("Invalid port in NAT rule '{value}'"));
-            }
-            if rules
-                .iter()
-                .any(|rule| rule.split(',').next() == Some(name))
-            {
-                return invalid(format!("A NAT rule of this name already exists: {name}"));
-            }
-            rules.push(fields.join(","));
-        }
+        "natpf" => natpf(&mut vm.nics[nic].rules, nic, value, extra.as_deref())?,
         "macaddress" => {
             if value.eq_ignore_ascii_case("auto") {
                 vm.nics[nic].mac = state.mac();
@@ -235,5 +205,45 @@ fn apply(
         }
         _ => unreachable!("every key of the table is handled"),
     }
+    Ok(())
+}
+
+/// A NAT rule added to `rules` (NIC `nic`, from 0), or the one named `delete` removed: the
+/// checks of `--natpf<N>` and of `controlvm <vm> natpf<N>` alike.
+pub fn natpf(
+    rules: &mut Vec<String>,
+    nic: usize,
+    value: &str,
+    delete: Option<&str>,
+) -> Result<(), Fail> {
+    let invalid = |what: String| Err(Fail::api(what, "E_INVALIDARG"));
+    if let Some(name) = delete {
+        let before = rules.len();
+        rules.retain(|rule| rule.split(',').next() != Some(name));
+        if rules.len() == before {
+            return invalid(format!("A NAT rule of this name does not exist: {name}"));
+        }
+        return Ok(());
+    }
+    let fields: Vec<&str> = value.split(',').collect();
+    let [name, proto, _host_ip, host_port, _guest_ip, guest_port] = fields[..] else {
+        return Err(Fail::syntax(format!("Invalid NAT rule '{value}'")));
+    };
+    if !proto.eq_ignore_ascii_case("tcp") && !proto.eq_ignore_ascii_case("udp") {
+        return Err(Fail::api(
+            format!("Invalid proto '{value}' specfied for NIC {}", nic + 1),
+            "E_FAIL",
+        ));
+    }
+    if host_port.parse::<u16>().is_err() || guest_port.parse::<u16>().is_err() {
+        return invalid(format!("Invalid port in NAT rule '{value}'"));
+    }
+    if rules
+        .iter()
+        .any(|rule| rule.split(',').next() == Some(name))
+    {
+        return invalid(format!("A NAT rule of this name already exists: {name}"));
+    }
+    rules.push(fields.join(","));
     Ok(())
 }

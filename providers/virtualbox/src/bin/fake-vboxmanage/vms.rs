@@ -4,6 +4,7 @@
 use std::fmt::Write;
 
 use crate::getopt::{opt, Args, Item, Opt};
+use crate::modifyvm;
 use crate::nets;
 use crate::state::{State, Vm};
 use crate::{Ctx, Fail, Out};
@@ -413,6 +414,30 @@ pub fn controlvm(ctx: &Ctx, state: &mut State, args: &[String]) -> Out {
             "VBOX_E_INVALID_VM_STATE",
         )
     };
+    // `natpf<N> <rule>` or `natpf<N> delete <name>` (VBoxManageControlVM.cpp): a running
+    // or paused VM's NAT rules, changed live; the same spelling in 6.x and 7.x.
+    if let Some(number) = action.strip_prefix("natpf") {
+        let nic = number
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=vm.nics.len()).contains(n))
+            .ok_or_else(|| Fail::syntax(format!("Invalid NIC number '{number}'")))?
+            - 1;
+        if !matches!(vm.state.as_str(), "running" | "paused") {
+            return Err(not_running());
+        }
+        let rest = &positional[2..];
+        return match rest {
+            [delete, name] if delete == "delete" => {
+                modifyvm::natpf(&mut vm.nics[nic].rules, nic, delete, Some(name))
+            }
+            [rule] => modifyvm::natpf(&mut vm.nics[nic].rules, nic, rule, None),
+            _ => Err(Fail::syntax(format!(
+                "Missing or invalid argument to '{action}'"
+            ))),
+        }
+        .map(|()| String::new());
+    }
     let next = match (action.as_str(), vm.state.as_str()) {
         ("acpipowerbutton", "running") if ctx.acpi_ignored => "running",
         ("acpipowerbutton", "running") | ("poweroff", "running" | "paused") => "poweroff",

@@ -164,6 +164,7 @@ async fn libvirt_auto_acceleration_is_probed_once_and_bounded() {
 #[tokio::test]
 async fn libvirt_two_machines_boot_resolve_each_other_and_go_away() {
     let provider = provider().await;
+    let _box_volume_is_mine = BOX_VOLUME_USERS.lock().await;
     let name = unique("lvt-main");
     let guard = Guard::new(&name, &["lvt-main-"]);
     let (box_dir, version) = test_box().await;
@@ -422,6 +423,7 @@ async fn libvirt_over_ssh_brings_a_machine_up_the_same_way() {
         }
     };
     assert_eq!(provider.uri(), uri);
+    let _box_volume_is_mine = BOX_VOLUME_USERS.lock().await;
     let name = unique("lvt-ssh");
     let guard = Guard::new(&name, &["lvt-ssh-"]);
     let (box_dir, version) = test_box().await;
@@ -543,6 +545,11 @@ async fn provider() -> LibvirtProvider {
     }
 }
 
+/// Held by each test that boots from the test box's volume, for as long as it runs: one of
+/// them deletes every volume of the box first (to measure the upload), which would pull
+/// the disk from under a machine of another test running beside it.
+static BOX_VOLUME_USERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Waits for the test box, unpacks it once per build and returns the folder and a version
 /// that changes with each build.
 async fn test_box() -> (PathBuf, String) {
@@ -572,7 +579,18 @@ async fn test_box() -> (PathBuf, String) {
         );
         tokio::time::sleep(Duration::from_secs(10)).await;
     }
-    let meta = std::fs::metadata(&boxfile).expect("stat the test box");
+    unpack_once(&boxfile)
+}
+
+/// Unpacks the box beside the test binary unless this build of it already is. The tests
+/// of this binary run in parallel and each asks for the box: one unpacks it while the
+/// others wait, or they would share (and delete) each other's half-written folder.
+fn unpack_once(boxfile: &Path) -> (PathBuf, String) {
+    static UNPACKING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = UNPACKING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let meta = std::fs::metadata(boxfile).expect("stat the test box");
     let mtime = meta
         .modified()
         .ok()
@@ -597,7 +615,7 @@ async fn test_box() -> (PathBuf, String) {
         std::fs::create_dir_all(&partial).expect("make the box folder");
         let status = Command::new("tar")
             .arg("-xf")
-            .arg(&boxfile)
+            .arg(boxfile)
             .arg("-C")
             .arg(&partial)
             .status()

@@ -173,7 +173,22 @@ fn docker_bind_and_rsync_folders() {
     );
     fs::write(env.dir.join("src/b.txt"), "second\n").unwrap();
     assert_eq!(env.ssh("dev", "ls /srv/app"), "a.txt");
-    env.ok(&["rsync"]);
+    // A push waits for the environment's lock, as every verb that touches machines does:
+    // here another holder keeps it for a moment (flock, as envctl's own lock is).
+    let mut holder = Command::new("flock")
+        .arg(env.dir.join(".envctl/lock"))
+        .args(["sleep", "2"])
+        .spawn()
+        .expect("run flock (util-linux)");
+    std::thread::sleep(Duration::from_millis(300));
+    let pushed = env.envctl(&["rsync"]);
+    holder.wait().unwrap();
+    assert!(pushed.status.success(), "{}", show(&pushed));
+    assert!(
+        String::from_utf8_lossy(&pushed.stderr).contains("Waiting"),
+        "{}",
+        show(&pushed)
+    );
     assert_eq!(env.ssh("dev", "cat /srv/app/b.txt"), "second");
     assert_eq!(
         env.ssh("dev", "cat /tmp/seen"),

@@ -21,7 +21,7 @@ use crate::interrupt;
 use crate::manifest::{Machine, SyncedFolder, STATE_DIR_NAME};
 use crate::output;
 use crate::ssh::{self, Connection, Credentials, Mode, SshTarget};
-use crate::state::State;
+use crate::state::{Lock, State};
 
 /// How long `rsync-auto` lets changes settle before it pushes: an editor's save or a
 /// `git checkout` is one push, not hundreds.
@@ -49,6 +49,7 @@ pub async fn push(
 /// `envctl rsync [machines]`.
 pub async fn rsync(ws: &Workspace, names: &[String]) -> Result<()> {
     let machines = ws.select(names)?;
+    let _lock = lock_if_made(ws, "rsync")?;
     let state = ws.state_dir.load()?;
     let kind = choose_provider(None, &ws.manifest, &state);
     let pushes = plan(&state, kind, &machines, None)?;
@@ -76,7 +77,10 @@ pub async fn rsync_auto(ws: &Workspace, names: &[String]) -> Result<()> {
         bail!("no rsync folder to watch among the machines selected");
     }
     interrupt::install();
-    run(ws, &pushes).await?;
+    {
+        let _lock = lock_if_made(ws, "rsync-auto")?;
+        run(ws, &pushes).await?;
+    }
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<DebounceEventResult>();
     let mut debouncer = new_debouncer(SETTLE, None, move |events| {
@@ -119,11 +123,25 @@ pub async fn rsync_auto(ws: &Workspace, names: &[String]) -> Result<()> {
             continue;
         }
         let due = plan(&state, kind, &machines, Some(&changed))?;
-        // A failed push is said and the watch goes on, as Vagrant's does.
-        if let Err(err) = run(ws, &due).await {
+        // A failed push is said and the watch goes on, as Vagrant's does. The lock is held
+        // per push only: a watch that lasts all day must not hold off `up` or `halt`.
+        let pushed = match lock_if_made(ws, "rsync-auto") {
+            Ok(_lock) => run(ws, &due).await,
+            Err(err) => Err(err),
+        };
+        if let Err(err) = pushed {
             output::error(&format!("{err:#}"));
         }
     }
+}
+
+/// The environment's lock, so that a push never meets another envctl's `up`, `halt` or
+/// `destroy` half way; none where no environment was made (taking it would make one).
+fn lock_if_made(ws: &Workspace, verb: &str) -> Result<Option<Lock>> {
+    if !ws.state_dir.root.is_dir() {
+        return Ok(None);
+    }
+    ws.state_dir.lock(verb).map(Some)
 }
 
 /// Whether `path` lies in a `.envctl/` folder, whose changes (envctl's own writes) are

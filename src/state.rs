@@ -120,6 +120,11 @@ impl StateDir {
         self.root.join("ansible.log")
     }
     /// What the SSH tunnels of libvirt's forwarded ports say (`ops/tunnels.rs`).
+    /// Where the SSH control sockets that readiness leaves open and Ansible reuses live.
+    pub fn control_dir(&self) -> PathBuf {
+        self.root.join("cp")
+    }
+
     pub fn tunnels_log(&self) -> PathBuf {
         self.root.join("tunnels.log")
     }

@@ -56,10 +56,10 @@ fn recipe(dir: &std::path::Path) {
 fn docker_up_waits_for_boot_and_names_failed_units() {
     require_docker();
     let mut env = TestEnv::copy_of("example", |_| MACHINEFILE.to_string());
-    let spaced = env.dir.with_file_name(format!(
-        "{} ready 100%",
-        env.dir.file_name().unwrap().to_string_lossy()
-    ));
+    // Short, so that the sockets of the masters readiness leaves open fit under it.
+    let spaced = env
+        .dir
+        .with_file_name(format!("envctl-{} 100%", std::process::id()));
     let _ = fs::remove_dir_all(&spaced);
     fs::rename(&env.dir, &spaced).unwrap();
     env.dir = spaced;
@@ -85,4 +85,29 @@ fn docker_up_waits_for_boot_and_names_failed_units() {
         "active"
     );
     assert_eq!(env.ssh("web2", "cat /proc/1/comm"), "sshd");
+
+    // The logins that found the machines ready stay open, one master per machine, where
+    // Ansible's connections look for theirs: the playbook's first task logs in to none.
+    let sockets: Vec<_> = fs::read_dir(env.dir.join(".envctl/cp"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(sockets.len(), 2, "{sockets:?}");
+    for socket in &sockets {
+        let check = std::process::Command::new("ssh")
+            .arg("-o")
+            .arg(format!(
+                "ControlPath=\"{}\"",
+                socket.display().to_string().replace('%', "%%")
+            ))
+            .args(["-O", "check", "the-master-knows-where"])
+            .output()
+            .unwrap();
+        assert!(
+            check.status.success(),
+            "{}: {}",
+            socket.display(),
+            show(&check)
+        );
+    }
 }

@@ -14,14 +14,11 @@ use super::Session;
 use crate::interrupt;
 use crate::manifest::Provision;
 use crate::output;
+use crate::ssh;
 use crate::state::{create_private_dir, write_private};
 
 /// The most hosts Ansible works on at once: past this, one machine's CPU is the limit.
 const MAX_FORKS: usize = 20;
-/// The longest path a unix socket may have (`sun_path`, with its final NUL).
-const MAX_SOCKET_PATH: usize = 107;
-/// What `%C` expands to: a SHA-1 in hex.
-const CONTROL_HASH_LEN: usize = 40;
 /// Arguments that make `ansible-playbook` ask a question on the terminal.
 const PROMPTING_ARGS: &[&str] = &[
     "-K",
@@ -72,7 +69,7 @@ pub(super) async fn run(
         } else {
             Stdio::null()
         });
-    let control_dir = ws.state_dir.root.join("cp");
+    let control_dir = ws.state_dir.control_dir();
     create_private_dir(&control_dir)?;
     for (name, value) in speed_settings(machines.len(), &control_dir) {
         // What the user set in the environment wins.
@@ -155,9 +152,11 @@ fn speed_settings(machines: usize, control_dir: &Path) -> BTreeMap<&'static str,
         "ANSIBLE_SSH_ARGS",
         "-o ControlMaster=auto -o ControlPersist=60s".to_string(),
     );
-    let dir = control_dir.display().to_string();
-    if dir.len() + 1 + CONTROL_HASH_LEN <= MAX_SOCKET_PATH {
-        settings.insert("ANSIBLE_SSH_CONTROL_PATH_DIR", dir);
+    if ssh::control_sockets_fit(control_dir) {
+        settings.insert(
+            "ANSIBLE_SSH_CONTROL_PATH_DIR",
+            control_dir.display().to_string(),
+        );
         settings.insert("ANSIBLE_SSH_CONTROL_PATH", "%(directory)s/%%C".to_string());
     }
     settings

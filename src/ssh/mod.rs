@@ -17,7 +17,7 @@ use anyhow::Result;
 pub use classify::{classify, HostKeyRule, Verdict};
 pub use config::{render_config, render_known_hosts, KnownHost, SshTarget};
 pub use host_keys::{fingerprint, known_fingerprints};
-pub use options::{args, config_path, Connection, HostKeys, Mode};
+pub use options::{args, config_path, control_sockets_fit, Connection, HostKeys, Mode};
 pub use ready::{pace, wait_ready, Boot, Deadline, NotReady};
 pub use run::{run, Outcome};
 
@@ -35,6 +35,7 @@ impl<'a> Connection<'a> {
             target,
             host_keys: HostKeys::Pinned(creds.known_hosts),
             identities: vec![creds.private_key],
+            kept_open_in: None,
         }
     }
 }

@@ -33,6 +33,26 @@ pub struct Connection<'a> {
     pub target: &'a SshTarget<'a>,
     pub host_keys: HostKeys<'a>,
     pub identities: Vec<&'a Path>,
+    /// The folder of the control sockets Ansible's connections use (`.envctl/cp`): a login
+    /// made with it stays open 60 s as a master that Ansible's first task then reuses,
+    /// instead of logging in afresh to every machine. Only pinned logins get one, so the
+    /// master has checked the pinned host key.
+    pub kept_open_in: Option<&'a Path>,
+}
+
+/// The longest path a unix socket may have (`sun_path`, with its final NUL).
+const MAX_SOCKET_PATH: usize = 107;
+/// What `%C` expands to: a SHA-1 in hex.
+const CONTROL_HASH_LEN: usize = 40;
+/// What ssh appends to the socket's name while it makes it (`.` and 16 random letters),
+/// before renaming it to the name asked for.
+const CONTROL_TEMP_SUFFIX_LEN: usize = 17;
+
+/// Whether sockets named `%C` in `dir` fit the socket path limit. A master whose socket
+/// does not fit is not made at all: ssh fails the login ("too long for Unix domain
+/// socket"), so such a folder gets no master.
+pub fn control_sockets_fit(dir: &Path) -> bool {
+    dir.as_os_str().len() + 1 + CONTROL_HASH_LEN + CONTROL_TEMP_SUFFIX_LEN <= MAX_SOCKET_PATH
 }
 
 /// The `ssh` arguments up to and including the destination; a remote command may follow.
@@ -63,6 +83,16 @@ pub fn args(conn: &Connection, mode: Mode) -> Result<Vec<String>> {
     ];
     for identity in &conn.identities {
         options.push(format!("IdentityFile={}", config_path(identity)?));
+    }
+    if let Some(dir) = conn.kept_open_in.filter(|dir| control_sockets_fit(dir)) {
+        // Ansible's own settings (`ops::ansible`), so that its ssh finds this master.
+        let quoted = config_path(dir)?;
+        let dir = quoted.strip_suffix('"').unwrap_or(&quoted);
+        options.extend([
+            "ControlMaster=auto".into(),
+            "ControlPersist=60s".into(),
+            format!("ControlPath={dir}/%C\""),
+        ]);
     }
     match mode {
         Mode::Batch => options.extend(["BatchMode=yes".into(), "LogLevel=INFO".into()]),
@@ -156,6 +186,7 @@ mod tests {
             target: &target,
             host_keys: HostKeys::Pinned(&known_hosts),
             identities: vec![],
+            kept_open_in: None,
         };
         let output = std::process::Command::new("ssh")
             .arg("-G")
@@ -173,6 +204,53 @@ mod tests {
         );
     }
 
+    /// A login kept open for Ansible names the socket Ansible's own settings name, and a
+    /// folder too deep for a socket path gets no master at all (ssh would fail to make it).
+    #[test]
+    fn a_kept_open_login_uses_ansibles_control_socket() {
+        let target = target();
+        let known_hosts = Path::new("/p/known_hosts");
+        let printed = |dir: &Path| {
+            let conn = Connection {
+                target: &target,
+                host_keys: HostKeys::Pinned(known_hosts),
+                identities: vec![],
+                kept_open_in: Some(dir),
+            };
+            let output = std::process::Command::new("ssh")
+                .arg("-G")
+                .args(args(&conn, Mode::Batch).unwrap())
+                .output()
+                .unwrap();
+            String::from_utf8_lossy(&output.stdout).into_owned()
+        };
+        let shallow = printed(Path::new("/p 100%/.envctl/cp"));
+        assert!(shallow.contains("\ncontrolmaster auto\n"), "{shallow}");
+        assert!(shallow.contains("\ncontrolpersist 60\n"), "{shallow}");
+        let path = shallow
+            .lines()
+            .find_map(|line| line.strip_prefix("controlpath "))
+            .unwrap();
+        let hash = path.strip_prefix("/p 100%/.envctl/cp/").unwrap();
+        assert!(
+            hash.len() == 40 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+            "{path}"
+        );
+
+        // 49 characters is the deepest folder whose socket ssh can make.
+        assert!(control_sockets_fit(Path::new(&format!(
+            "/{}",
+            "d".repeat(48)
+        ))));
+        assert!(!control_sockets_fit(Path::new(&format!(
+            "/{}",
+            "d".repeat(49)
+        ))));
+        let deep = printed(&Path::new("/p").join("d".repeat(80)));
+        assert!(deep.contains("\ncontrolmaster false\n"), "{deep}");
+        assert!(!deep.contains("\ncontrolpath "), "{deep}");
+    }
+
     #[test]
     fn pinned_and_first_contact_differ_only_in_host_key_checking() {
         let target = target();
@@ -183,6 +261,7 @@ mod tests {
                 target: &target,
                 host_keys: HostKeys::Pinned(known),
                 identities: vec![key],
+                kept_open_in: None,
             },
             Mode::Batch,
         )
@@ -192,6 +271,7 @@ mod tests {
                 target: &target,
                 host_keys: HostKeys::FirstContact(known),
                 identities: vec![key],
+                kept_open_in: None,
             },
             Mode::Batch,
         )

@@ -5,6 +5,7 @@
 //! systemd (a container running sshd alone) answering SSH is all there is.
 
 use std::fmt;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::classify::{classify, HostKeyRule, Verdict};
@@ -64,12 +65,17 @@ impl Deadline {
 
 /// Waits until `target` answers with the pinned key and has finished booting, or until
 /// `deadline` (one attempt is made even past it). Fails at once on what will never work.
+/// With `kept_open_in`, the login that found the machine ready stays open for Ansible.
 pub async fn wait_ready(
     target: &SshTarget<'_>,
     creds: Credentials<'_>,
+    kept_open_in: Option<&Path>,
     deadline: Deadline,
 ) -> Result<Boot, NotReady> {
-    let conn = Connection::pinned(target, creds);
+    let conn = Connection {
+        kept_open_in,
+        ..Connection::pinned(target, creds)
+    };
     let args =
         options::args(&conn, Mode::Batch).map_err(|err| NotReady::Never(format!("{err:#}")))?;
     let mut last_seen;

@@ -329,6 +329,7 @@ async fn assert_machine_of_the_environment(
         target,
         host_keys: HostKeys::FirstContact(&scratch),
         identities: insecure.iter().map(PathBuf::as_path).collect(),
+        kept_open_in: None,
     };
     let args = ssh::args(&conn, Mode::Batch).unwrap();
     let refused = ssh::run(&args, "true", b"", Duration::from_secs(30))
@@ -342,7 +343,7 @@ async fn assert_machine_of_the_environment(
 
     // Without systemd, answering SSH is ready.
     let deadline = Deadline::after(Duration::from_secs(30));
-    let boot = ssh::wait_ready(target, creds, deadline).await;
+    let boot = ssh::wait_ready(target, creds, None, deadline).await;
     assert!(
         matches!(boot, Ok(Boot::NoSystemd)),
         "{}: {boot:?}",

@@ -215,6 +215,8 @@ async fn run_first_contact(machine: &Machine<'_>, text: &str) -> Round {
         target: machine.target,
         host_keys: HostKeys::FirstContact(machine.first_contact),
         identities,
+        // The box's own host key: never a master that a pinned connection would reuse.
+        kept_open_in: None,
     };
     let args = match ssh::args(&conn, Mode::Batch) {
         Ok(args) => args,

@@ -11,7 +11,7 @@ use crate::ops::bootstrap;
 use crate::output::Progress;
 use crate::providers::AnyProvider;
 use crate::ssh::{self, Boot, Credentials, Deadline, SshTarget};
-use crate::state::StateDir;
+use crate::state::{create_private_dir, StateDir};
 
 /// How long one machine may take from `up` to ready, unless
 /// `ENVCTL_READY_TIMEOUT` (seconds) says otherwise.
@@ -95,7 +95,12 @@ async fn wait(reach: &Reach<'_>, spec: &MachineSpec, up: &MachineUp) -> Result<B
         .await?;
     }
     reach.progress.set(&spec.name, "waiting for ssh and boot");
-    Ok(ssh::wait_ready(&target, reach.creds, deadline).await?)
+    // The login that finds the machine ready stays open for the playbook's first task.
+    let control_dir = reach.state_dir.control_dir();
+    let kept_open_in = create_private_dir(&control_dir)
+        .ok()
+        .map(|()| control_dir.as_path());
+    Ok(ssh::wait_ready(&target, reach.creds, kept_open_in, deadline).await?)
 }
 
 /// The end of the machine's log, to show under a failure; nothing if the backend has none.

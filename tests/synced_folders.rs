@@ -49,10 +49,22 @@ fn validate_refuses_folder_types_the_provider_cannot_do() {
             "    synced_folders: [{host: ., guest: /vagrant, type: 9p}]\n",
             "machine `dev`, field `synced_folders.0.type`: envctl does not mount `9p` folders",
         ),
+        // A VirtualBox share of the project would show `.envctl/`, the private key in it.
         (
             "virtualbox",
             "    synced_folders: [{host: ., guest: /vagrant, type: virtualbox}]\n",
-            "machine `dev`, field `synced_folders.0.type`: envctl's VirtualBox backend has no shared folders yet",
+            "machine `dev`, field `synced_folders.0.type`: a VirtualBox shared folder of",
+        ),
+        (
+            "virtualbox",
+            "    synced_folders: [{host: ./src, guest: /srv/app, type: virtiofs, create: true}]\n",
+            "field `synced_folders.0.type`: the virtualbox provider cannot do `virtiofs` folders: \
+             it does virtualbox, rsync",
+        ),
+        (
+            "libvirt",
+            "    synced_folders: [{host: ./src, guest: /srv/app, type: virtiofs, create: true, owner: www-data}]\n",
+            "field `synced_folders.0.owner`: applies to rsync folders only",
         ),
         (
             "docker",

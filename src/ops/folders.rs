@@ -4,6 +4,7 @@
 //! asks `up` to make.
 
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
 use anyhow::{Context, Result};
 use envctl_provider::{FolderBind, FolderType, ProviderKind, UserIds};
@@ -21,19 +22,36 @@ pub struct FolderUse<'a> {
 }
 
 /// The type `folder` gets under `kind`, or why `kind` cannot show it (field, why).
+/// `project` is the Machinefile's folder, whose `.envctl/` no VM export may hold.
 pub fn used_type(
     kind: ProviderKind,
+    project: &Path,
     folder: &SyncedFolder,
 ) -> Result<FolderType, (&'static str, String)> {
-    let live = kind.capabilities().live_folders;
+    let capabilities = kind.capabilities();
     let used = match folder.kind {
         FolderType::Rsync => FolderType::Rsync,
-        // Every live type envctl has hides `.envctl/` (docker: an empty tmpfs over it);
-        // where none exists, rsync, which leaves it out.
-        FolderType::Auto => live.first().copied().unwrap_or(FolderType::Rsync),
-        asked if live.contains(&asked) => asked,
+        // Only a type that needs nothing from the box: a bind, which hides `.envctl/`
+        // under an empty tmpfs. Elsewhere rsync, which leaves `.envctl/` out.
+        FolderType::Auto => capabilities.auto_folder.unwrap_or(FolderType::Rsync),
+        asked if capabilities.live_folders.contains(&asked) => asked,
         asked => return Err(("type", cannot(kind, asked))),
     };
+    // A bind and a virtiofs export cover `.envctl/` on the host (an empty tmpfs in the
+    // engine's or virtiofsd's mount namespace), out of the guest's reach. VirtualBox
+    // serves a share whole, and a cover made in the guest its root could lift.
+    if used == FolderType::Virtualbox && holds_state_dir(project, folder) {
+        return Err((
+            "type",
+            format!(
+                "a VirtualBox shared folder of {} would show `.envctl/`, which holds the \
+                 environment's private key, and VirtualBox cannot leave part of a folder \
+                 out: share a folder that does not hold `.envctl/`, or use `type: rsync`, \
+                 which leaves it out",
+                folder.host.display()
+            ),
+        ));
+    }
     if used != FolderType::Rsync {
         let rsync_only = [
             ("exclude", !folder.exclude.is_empty()),
@@ -54,16 +72,16 @@ pub fn used_type(
     Ok(used)
 }
 
+/// Whether `folder` shows this project's `.envctl/`, or another project's at its top.
+fn holds_state_dir(project: &Path, folder: &SyncedFolder) -> bool {
+    folder.state_dir_in_guest(project).is_some() || folder.host.join(STATE_DIR_NAME).is_dir()
+}
+
 fn cannot(kind: ProviderKind, asked: FolderType) -> String {
     match (kind, asked) {
-        (ProviderKind::Libvirt, FolderType::NineP | FolderType::Virtiofs) => format!(
-            "envctl does not mount `{asked}` folders: a live export of a folder that holds \
-             `.envctl/` cannot hide it from the guest's root, and it is not tested under \
-             emulation here; use `type: rsync` (what `auto` picks under libvirt)"
-        ),
-        (ProviderKind::Virtualbox, FolderType::Virtualbox) => "envctl's VirtualBox backend has \
-             no shared folders yet, and one of a folder holding `.envctl/` could not hide it: \
-             use `type: rsync` (what `auto` picks under virtualbox)"
+        (ProviderKind::Libvirt, FolderType::NineP) => "envctl does not mount `9p` folders: \
+             QEMU serves them as libvirt's unprivileged user, so the guest could write none \
+             of your files; use `type: virtiofs` (live, both ways) or `type: rsync`"
             .to_string(),
         _ => format!(
             "the {kind} provider cannot do `{asked}` folders: it does {}rsync, and `auto` picks \
@@ -79,12 +97,12 @@ fn cannot(kind: ProviderKind, asked: FolderType) -> String {
 
 /// Each folder of `machine` with its type under `kind`; a folder `kind` cannot show is
 /// left out (`check` refuses it before anything is made).
-pub fn uses(kind: ProviderKind, machine: &Machine) -> Vec<FolderUse<'_>> {
+pub fn uses<'a>(kind: ProviderKind, project: &Path, machine: &'a Machine) -> Vec<FolderUse<'a>> {
     machine
         .synced_folders
         .iter()
         .filter_map(|folder| {
-            let used = used_type(kind, folder).ok()?;
+            let used = used_type(kind, project, folder).ok()?;
             Some(FolderUse { folder, used })
         })
         .collect()
@@ -95,7 +113,7 @@ pub fn check(ws: &Workspace, kind: ProviderKind, machines: &[&Machine]) -> Resul
     let mut found = Vec::new();
     for machine in machines {
         for folder in &machine.synced_folders {
-            if let Err((field, why)) = used_type(kind, folder) {
+            if let Err((field, why)) = used_type(kind, &ws.manifest.dir, folder) {
                 found.push((
                     machine.name.as_str(),
                     format!("synced_folders.{}.{field}", folder.index),
@@ -121,16 +139,16 @@ pub fn create_missing(machines: &[&Machine]) -> Result<()> {
     Ok(())
 }
 
-/// The live mounts the backend makes for `machine`, with `.envctl/` hidden wherever it
-/// would show, and the ids the guest user takes so the files are its own.
+/// The live folders the backend exports for `machine`, with `.envctl/` hidden wherever a
+/// bind would show it, and the ids a container's user takes so the files are its own.
 pub fn binds(
     ws: &Workspace,
     kind: ProviderKind,
     machine: &Machine,
 ) -> (Vec<FolderBind>, Option<UserIds>) {
-    let binds: Vec<FolderBind> = uses(kind, machine)
+    let binds: Vec<FolderBind> = uses(kind, &ws.manifest.dir, machine)
         .into_iter()
-        .filter(|u| u.used == FolderType::Bind)
+        .filter(|u| u.used != FolderType::Rsync)
         .map(|u| {
             let mut hidden: Vec<String> = u
                 .folder
@@ -143,13 +161,18 @@ pub fn binds(
                 hidden.push(own);
             }
             FolderBind {
+                kind: u.used,
+                tag: format!("envctl{}", u.folder.index),
                 host: u.folder.host.clone(),
                 guest: u.folder.guest.clone(),
                 hidden,
             }
         })
         .collect();
-    let ids = binds.first().and_then(|bind| owner_ids(&bind.host));
+    let ids = binds
+        .iter()
+        .find(|bind| bind.kind == FolderType::Bind)
+        .and_then(|bind| owner_ids(&bind.host));
     (binds, ids)
 }
 
@@ -189,47 +212,100 @@ mod tests {
         use FolderType::{Auto, Bind, NineP, Rsync, Virtiofs};
         use ProviderKind::{Docker, Libvirt, Virtualbox};
         type Want = Result<FolderType, (&'static str, &'static str)>;
-        let cases: [(ProviderKind, FolderType, Option<&str>, Want); 10] = [
-            (Docker, Auto, None, Ok(Bind)),
-            (Docker, Bind, None, Ok(Bind)),
-            (Docker, Rsync, Some("www-data"), Ok(Rsync)),
+        // The project is /p; the folder is /p unless a case says /p/src or /elsewhere.
+        let cases: [(ProviderKind, FolderType, &str, Option<&str>, Want); 16] = [
+            (Docker, Auto, "/p", None, Ok(Bind)),
+            (Docker, Bind, "/p", None, Ok(Bind)),
+            (Docker, Rsync, "/p", Some("www-data"), Ok(Rsync)),
             (
                 Docker,
                 Auto,
+                "/p",
                 Some("www-data"),
                 Err(("owner", "applies to rsync folders only")),
             ),
             (
                 Docker,
                 NineP,
+                "/p",
                 None,
                 Err(("type", "cannot do `9p` folders: it does bind, rsync")),
             ),
-            (Libvirt, Auto, None, Ok(Rsync)),
-            (Libvirt, Virtiofs, None, Err(("type", "cannot hide it"))),
+            // A VM's live type needs the box's driver: `auto` does not guess it is there.
+            (Libvirt, Auto, "/p/src", None, Ok(Rsync)),
+            (Libvirt, Virtiofs, "/p/src", None, Ok(Virtiofs)),
+            (Libvirt, Virtiofs, "/elsewhere", None, Ok(Virtiofs)),
+            // The project's own folder holds `.envctl/`: virtiofsd's wrapper covers it.
+            (Libvirt, Virtiofs, "/p", None, Ok(Virtiofs)),
+            (
+                Libvirt,
+                NineP,
+                "/p/src",
+                None,
+                Err(("type", "use `type: virtiofs`")),
+            ),
             (
                 Libvirt,
                 Bind,
+                "/p/src",
                 None,
-                Err(("type", "cannot do `bind` folders: it does rsync")),
+                Err(("type", "cannot do `bind` folders: it does virtiofs, rsync")),
             ),
-            (Virtualbox, Auto, Some("1000"), Ok(Rsync)),
+            (
+                Libvirt,
+                Virtiofs,
+                "/p/src",
+                Some("www-data"),
+                Err(("owner", "applies to rsync folders only")),
+            ),
+            (Virtualbox, Auto, "/p", Some("1000"), Ok(Rsync)),
             (
                 Virtualbox,
                 FolderType::Virtualbox,
+                "/p/src",
                 None,
-                Err(("type", "no shared folders yet")),
+                Ok(FolderType::Virtualbox),
+            ),
+            (
+                Virtualbox,
+                FolderType::Virtualbox,
+                "/p",
+                None,
+                Err(("type", "would show `.envctl/`")),
+            ),
+            (
+                Virtualbox,
+                Virtiofs,
+                "/p/src",
+                None,
+                Err((
+                    "type",
+                    "cannot do `virtiofs` folders: it does virtualbox, rsync",
+                )),
             ),
         ];
-        for (kind, asked, owner, want) in cases {
-            match (used_type(kind, &folder(asked, owner)), want) {
-                (Ok(got), Ok(want)) => assert_eq!(got, want, "{kind} {asked}"),
+        for (kind, asked, host, owner, want) in cases {
+            let mut folder = folder(asked, owner);
+            folder.host = PathBuf::from(host);
+            match (used_type(kind, Path::new("/p"), &folder), want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, want, "{kind} {asked} {host}"),
                 (Err((field, why)), Err((want_field, want_why))) => {
                     assert_eq!(field, want_field, "{why}");
-                    assert!(why.contains(want_why), "{kind} {asked}: {why}");
+                    assert!(why.contains(want_why), "{kind} {asked} {host}: {why}");
                 }
-                (got, want) => panic!("{kind} {asked}: {got:?} but wanted {want:?}"),
+                (got, want) => panic!("{kind} {asked} {host}: {got:?} but wanted {want:?}"),
             }
         }
+    }
+
+    #[test]
+    fn another_projects_envctl_at_the_top_keeps_a_virtualbox_share_away() {
+        let other = std::env::temp_dir().join(format!("envctl-other-{}", std::process::id()));
+        std::fs::create_dir_all(other.join(STATE_DIR_NAME)).unwrap();
+        let mut shared = folder(FolderType::Virtualbox, None);
+        shared.host = other.clone();
+        let got = used_type(ProviderKind::Virtualbox, Path::new("/p"), &shared);
+        std::fs::remove_dir_all(&other).unwrap();
+        assert!(matches!(got, Err(("type", why)) if why.contains("would show `.envctl/`")));
     }
 }

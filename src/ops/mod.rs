@@ -12,6 +12,7 @@ mod gc;
 mod global_status;
 mod halt;
 mod host_ports;
+mod mounts;
 mod ownership;
 mod play_recap;
 #[cfg(test)]

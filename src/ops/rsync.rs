@@ -42,7 +42,7 @@ pub async fn push(
     kind: ProviderKind,
     machines: &[&Machine],
 ) -> Result<()> {
-    let pushes = plan(state, kind, machines, None)?;
+    let pushes = plan(ws, state, kind, machines, None)?;
     run(ws, &pushes).await
 }
 
@@ -52,7 +52,7 @@ pub async fn rsync(ws: &Workspace, names: &[String]) -> Result<()> {
     let _lock = lock_if_made(ws, "rsync")?;
     let state = ws.state_dir.load()?;
     let kind = choose_provider(None, &ws.manifest, &state);
-    let pushes = plan(&state, kind, &machines, None)?;
+    let pushes = plan(ws, &state, kind, &machines, None)?;
     if pushes.is_empty() {
         output::status("Finished", "no rsync folder to push");
         return Ok(());
@@ -66,7 +66,7 @@ pub async fn rsync_auto(ws: &Workspace, names: &[String]) -> Result<()> {
     let machines = ws.select(names)?;
     let state = ws.state_dir.load()?;
     let kind = choose_provider(None, &ws.manifest, &state);
-    let pushes = plan(&state, kind, &machines, None)?;
+    let pushes = plan(ws, &state, kind, &machines, None)?;
     let mut hosts: Vec<PathBuf> = pushes
         .iter()
         .flat_map(|push| push.folders.iter().map(|f| f.host.clone()))
@@ -122,7 +122,7 @@ pub async fn rsync_auto(ws: &Workspace, names: &[String]) -> Result<()> {
         if changed.is_empty() {
             continue;
         }
-        let due = plan(&state, kind, &machines, Some(&changed))?;
+        let due = plan(ws, &state, kind, &machines, Some(&changed))?;
         // A failed push is said and the watch goes on, as Vagrant's does. The lock is held
         // per push only: a watch that lasts all day must not hold off `up` or `halt`.
         let pushed = match lock_if_made(ws, "rsync-auto") {
@@ -153,6 +153,7 @@ fn in_state_dir(path: &Path) -> bool {
 
 /// The pushes due: every rsync folder of `machines`, or those holding one of `changed`.
 fn plan<'a>(
+    ws: &Workspace,
     state: &'a State,
     kind: ProviderKind,
     machines: &[&'a Machine],
@@ -160,7 +161,7 @@ fn plan<'a>(
 ) -> Result<Vec<Push<'a>>> {
     let mut pushes = Vec::new();
     for machine in machines {
-        let folders: Vec<&SyncedFolder> = uses(kind, machine)
+        let folders: Vec<&SyncedFolder> = uses(kind, &ws.manifest.dir, machine)
             .into_iter()
             .filter(|u| u.used == FolderType::Rsync)
             .map(|u| u.folder)

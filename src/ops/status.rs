@@ -62,7 +62,7 @@ pub async fn status(ws: &Workspace) -> Result<StatusReport> {
                 id: seen.map(|status| status.id.clone()),
                 in_machinefile: true,
                 forwarded_ports: host_ports::in_effect(machine, state.machines.get(&machine.name)),
-                synced_folders: super::folders::uses(report_kind, machine)
+                synced_folders: super::folders::uses(report_kind, &ws.manifest.dir, machine)
                     .into_iter()
                     .map(|u| FolderLine {
                         host: u.folder.host.clone(),

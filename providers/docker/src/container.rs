@@ -673,7 +673,7 @@ mod tests {
     use std::io::Read;
     use std::path::PathBuf;
 
-    use envctl_provider::{HostKey, ImageSource, NetworkSpec};
+    use envctl_provider::{FolderType, HostKey, ImageSource, NetworkSpec};
 
     use super::*;
 
@@ -908,6 +908,8 @@ mod tests {
         let mut machine = machine();
         machine.init = Init::Systemd;
         machine.binds = vec![FolderBind {
+            kind: FolderType::Bind,
+            tag: "envctl0".into(),
             host: "/p/my, proj".into(),
             guest: "/vagrant".into(),
             hidden: vec!["/vagrant/.envctl".into()],

@@ -62,6 +62,9 @@ pub struct Capabilities {
     /// The live synced-folder types it mounts ([`FolderBind`]), best first. `rsync`, over
     /// SSH, is every provider's and is not listed.
     pub live_folders: &'static [FolderType],
+    /// The live type `auto` picks: only one that needs nothing from the box (a VM's live
+    /// types need its kernel's or guest additions' driver, unknown until it boots).
+    pub auto_folder: Option<FolderType>,
 }
 
 impl ProviderKind {
@@ -74,23 +77,25 @@ impl ProviderKind {
                 forwarded_ports: true,
                 forwarded_udp: true,
                 live_folders: &[FolderType::Bind],
+                auto_folder: Some(FolderType::Bind),
             },
             // envctl's SSH tunnels (`src/ops/tunnels.rs`): tcp only.
             ProviderKind::Libvirt => Capabilities {
                 image_kind: ImageKind::Box,
                 forwarded_ports: true,
                 forwarded_udp: false,
-                // A 9p or virtiofs export of a folder that holds `.envctl/` cannot hide it
-                // from the guest's root, and neither can be tested under TCG here: rsync.
-                live_folders: &[],
+                // virtiofs, through the host's virtiofsd. Not 9p: QEMU serves it as
+                // libvirt's unprivileged user, who can write none of the user's files.
+                live_folders: &[FolderType::Virtiofs],
+                auto_folder: None,
             },
             // NAT rules of the VM's first adapter.
             ProviderKind::Virtualbox => Capabilities {
                 image_kind: ImageKind::Box,
                 forwarded_ports: true,
                 forwarded_udp: true,
-                // VirtualBox shared folders are not built yet: rsync.
-                live_folders: &[],
+                live_folders: &[FolderType::Virtualbox],
+                auto_folder: None,
             },
         }
     }
@@ -157,15 +162,24 @@ impl FromStr for FolderType {
     }
 }
 
-/// A host folder mounted live in the guest (a Docker bind mount).
+/// A host folder mounted live in the guest: a Docker bind mount, a virtiofs export or a
+/// VirtualBox shared folder. The backend exports it; a VM's guest mounts it by `tag` once
+/// it answers SSH (envctl's `ops`), a container's engine mounts it itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FolderBind {
+    /// One of the backend's [`Capabilities::live_folders`].
+    pub kind: FolderType,
+    /// The name the guest mounts the export by (a virtiofs tag, a VirtualBox share name),
+    /// unique within the machine and the same on every `up`.
+    pub tag: String,
     /// Absolute, an existing folder.
     pub host: PathBuf,
     /// Absolute, normalized.
     pub guest: String,
     /// Guest paths under `guest` to cover with an empty read-only file system, so what the
-    /// host keeps there (the project's `.envctl/`, its private keys) never shows.
+    /// host keeps there (the project's `.envctl/`, its private keys) never shows. Only a
+    /// bind has any: envctl never exports a folder that holds `.envctl/` to a VM, whose
+    /// root could uncover it.
     pub hidden: Vec<String>,
 }
 

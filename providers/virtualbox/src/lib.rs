@@ -1,6 +1,7 @@
 //! envctl's VirtualBox provider: each machine is a linked clone of a base VM imported once
 //! from a Vagrant box, with NIC 1 on NAT (an SSH port forward on 127.0.0.1) and NIC 2 on the
-//! environment's host-only network, driven through the `VBoxManage` command line.
+//! environment's host-only network, and the machine's live folders as VirtualBox shared
+//! folders (`shares`), driven through the `VBoxManage` command line.
 //!
 //! Everything made carries the environment's id in VirtualBox extradata ([`keys`]); a VM or
 //! network with the environment's names but not its id is someone else's and is never
@@ -14,6 +15,7 @@ mod machine;
 mod network;
 mod parse;
 mod ranges;
+mod shares;
 mod vboxmanage;
 mod vm;
 

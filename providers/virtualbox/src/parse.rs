@@ -18,6 +18,13 @@ pub(crate) struct Forwarding {
     pub(crate) rule: String,
 }
 
+/// One shared folder: its share name and host folder, as `showvminfo` prints them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Share {
+    pub(crate) name: String,
+    pub(crate) host_path: String,
+}
+
 impl VmInfo {
     pub(crate) fn parse(text: &str) -> VmInfo {
         let values = text.lines().filter_map(machine_readable_line).collect();
@@ -52,6 +59,35 @@ impl VmInfo {
                     name: name.to_string(),
                     host_port: host_port.parse().ok()?,
                     rule: rule.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// The VM's permanent shared folders (`SharedFolderNameMachineMapping1`, …), in the
+    /// order VirtualBox keeps them.
+    pub(crate) fn machine_shares(&self) -> Vec<Share> {
+        self.shares("Machine")
+    }
+
+    /// The shared folders a running VM was given for this run only
+    /// (`SharedFolderNameTransientMapping1`, …); none while it is off.
+    pub(crate) fn transient_shares(&self) -> Vec<Share> {
+        self.shares("Transient")
+    }
+
+    /// `SharedFolderName<scope>MappingN` beside `SharedFolderPath<scope>MappingN`, N counted
+    /// from 1 without gaps (`VBoxManageInfo.cpp`).
+    fn shares(&self, scope: &str) -> Vec<Share> {
+        (1..)
+            .map_while(|n| {
+                let name = self.get(&format!("SharedFolderName{scope}Mapping{n}"))?;
+                let host_path = self
+                    .get(&format!("SharedFolderPath{scope}Mapping{n}"))
+                    .unwrap_or_default();
+                Some(Share {
+                    name: name.to_string(),
+                    host_path: host_path.to_string(),
                 })
             })
             .collect()
@@ -227,6 +263,62 @@ SnapshotName-1="later"
         assert!(info.has_snapshot("later"));
         assert!(!info.has_snapshot("envctl"));
         assert_eq!(VmInfo::parse("").state(), "unknown");
+    }
+
+    fn share(name: &str, host_path: &str) -> Share {
+        Share {
+            name: name.to_string(),
+            host_path: host_path.to_string(),
+        }
+    }
+
+    /// (showvminfo lines, permanent shares, transient shares): numbered from 1 in the
+    /// order printed, not the order of the keys' text (10 after 9), and escaped like every
+    /// string value.
+    #[test]
+    fn machinereadable_reads_shared_folders() {
+        let ten: String = (1..=10)
+            .map(|n| {
+                format!(
+                    "SharedFolderNameMachineMapping{n}=\"s{n}\"\n\
+                     SharedFolderPathMachineMapping{n}=\"/h/{n}\"\n"
+                )
+            })
+            .collect();
+        let ten_shares: Vec<Share> = (1..=10)
+            .map(|n| share(&format!("s{n}"), &format!("/h/{n}")))
+            .collect();
+        let cases: Vec<(&str, Vec<Share>, Vec<Share>)> = vec![
+            (SHOWVMINFO, vec![], vec![]),
+            (
+                "SharedFolderNameMachineMapping1=\"envctl0\"\n\
+                 SharedFolderPathMachineMapping1=\"/home/u/project\"\n\
+                 SharedFolderNameMachineMapping2=\"mine\"\n\
+                 SharedFolderPathMachineMapping2=\"/home/u/My \\\"Files\\\"\"\n\
+                 SharedFolderNameTransientMapping1=\"envctl3\"\n\
+                 SharedFolderPathTransientMapping1=\"/srv/data\"\n",
+                vec![
+                    share("envctl0", "/home/u/project"),
+                    share("mine", r#"/home/u/My "Files""#),
+                ],
+                vec![share("envctl3", "/srv/data")],
+            ),
+            (&ten, ten_shares, vec![]),
+            // A gap ends the list, as VirtualBox never prints one.
+            (
+                "SharedFolderNameMachineMapping1=\"a\"\n\
+                 SharedFolderPathMachineMapping1=\"/a\"\n\
+                 SharedFolderNameMachineMapping3=\"c\"\n\
+                 SharedFolderPathMachineMapping3=\"/c\"\n",
+                vec![share("a", "/a")],
+                vec![],
+            ),
+        ];
+        for (text, machine, transient) in cases {
+            let info = VmInfo::parse(text);
+            assert_eq!(info.machine_shares(), machine, "{text}");
+            assert_eq!(info.transient_shares(), transient, "{text}");
+        }
     }
 
     #[test]

@@ -250,6 +250,9 @@ impl VirtualboxProvider {
                 self.sync_port_rules(&vm, &info, machine)
                     .await
                     .map_err(err("forwarding ports of"))?;
+                self.add_transient_shares(&vm, &info, machine)
+                    .await
+                    .map_err(err("sharing folders with"))?;
                 Ok(self.machine_up(env, machine, &uuid, port, false))
             }
             "paused" => {
@@ -261,6 +264,9 @@ impl VirtualboxProvider {
                 self.sync_port_rules(&vm, &info, machine)
                     .await
                     .map_err(err("forwarding ports of"))?;
+                self.add_transient_shares(&vm, &info, machine)
+                    .await
+                    .map_err(err("sharing folders with"))?;
                 Ok(self.machine_up(env, machine, &uuid, forwarded()?, true))
             }
             "saved" => {
@@ -270,10 +276,17 @@ impl VirtualboxProvider {
                     .run(["startvm", vm.as_str(), "--type", "headless"])
                     .await
                     .map_err(err("starting"))?;
-                // A saved VM cannot be modified: its rules change once it runs.
+                // A saved VM cannot be modified: its rules and shares change once it runs.
                 self.sync_port_rules(&vm, &info, machine)
                     .await
                     .map_err(err("forwarding ports of"))?;
+                if !machine.binds.is_empty() {
+                    // Restored, it may have transient shares again: look anew.
+                    let now = self.vm_info(&vm).await.map_err(err("inspecting"))?;
+                    self.add_transient_shares(&vm, &now, machine)
+                        .await
+                        .map_err(err("sharing folders with"))?;
+                }
                 Ok(self.machine_up(env, machine, &uuid, port, true))
             }
             "poweroff" | "aborted" => {
@@ -303,8 +316,9 @@ impl VirtualboxProvider {
         }
     }
 
-    /// Gives a stopped VM the machine's CPUs, memory and NICs, a fresh SSH port forward and,
-    /// where a DHCP server serves the host-only interface, a fixed address there.
+    /// Gives a stopped VM the machine's CPUs, memory and NICs, a fresh SSH port forward, the
+    /// machine's shared folders and, where a DHCP server serves the host-only interface, a
+    /// fixed address there.
     async fn configure(
         &self,
         env: &EnvironmentId,
@@ -330,6 +344,7 @@ impl VirtualboxProvider {
         self.vbox
             .run(self.modify_args(env, machine, host_only, port, had_rule, &old_port_rules))
             .await?;
+        self.sync_permanent_shares(&vm, info, machine).await?;
         if host_only.dhcp && extra.get(keys::DHCP) != Some(&host_only.name) {
             let mac = mac_colons(nic2_mac(machine.ip));
             let ip = machine.ip.to_string();

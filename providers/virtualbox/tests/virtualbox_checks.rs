@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use envctl_provider::{MachineState, Provider, ProviderError, Silent};
 use envctl_virtualbox::{HostOnlyKind, VirtualboxOptions, VirtualboxProvider};
 use serde_json::json;
-use support::{example, example_in, Fake, Phases, ENV_ID, FAKE, V6, V7};
+use support::{bind, example, example_in, Fake, Phases, ENV_ID, FAKE, V6, V7};
 
 #[tokio::test]
 async fn virtualbox_missing_vboxmanage_is_unavailable() {
@@ -362,6 +362,67 @@ async fn virtualbox_up_after_halt_reconfigures_and_destroy_powers_off() {
         .destroy(&env, "web2")
         .await
         .expect("a missing machine is not an error");
+    fake.cleanup();
+}
+
+/// A paused or saved VM is running again before it gets the shares it lacks, as transient
+/// shares; a saved VM comes back with those it had, so they are read anew and not added
+/// twice.
+#[tokio::test]
+async fn virtualbox_paused_or_saved_vm_gets_missing_shares_once_it_runs() {
+    let fake = Fake::new("shares-paused-saved", V7);
+    let (env, mut machines) = example(&fake);
+    let provider = fake.provider(HostOnlyKind::Interface).await;
+    provider.prepare(&env, &machines, &Silent).await.unwrap();
+    machines[0].binds = vec![bind(&fake, "envctl0", "a")];
+    provider.up(&env, &machines[0], &Silent).await.unwrap();
+    let control = |action: &str| {
+        let out = fake.vboxmanage(&["controlvm", "example-web1", action]);
+        assert!(out.status.success(), "{out:?}");
+    };
+    let transient = || fake.shares("example-web1", "transient_folders");
+    let tail = |from: usize| -> Vec<String> {
+        let transcript = fake.transcript();
+        transcript.lines().skip(from).map(String::from).collect()
+    };
+    let add = |tag: &str, dir: &str| {
+        format!(
+            "VBoxManage sharedfolder add example-web1 --name {tag} --hostpath $TMP/shares/{dir} --transient"
+        )
+    };
+
+    control("pause");
+    machines[0].binds.push(bind(&fake, "envctl1", "b"));
+    let from = fake.transcript().lines().count();
+    provider.up(&env, &machines[0], &Silent).await.unwrap();
+    let calls = tail(from);
+    assert_eq!(calls.last(), Some(&add("envctl1", "b")), "{calls:?}");
+    assert!(calls.contains(&"VBoxManage controlvm example-web1 resume".to_string()));
+    assert_eq!(transient().len(), 1);
+
+    control("savestate");
+    machines[0].binds.push(bind(&fake, "envctl2", "c"));
+    let from = fake.transcript().lines().count();
+    provider.up(&env, &machines[0], &Silent).await.unwrap();
+    let calls = tail(from);
+    assert_eq!(
+        calls[calls.len() - 3..],
+        [
+            "VBoxManage startvm example-web1 --type headless".to_string(),
+            "VBoxManage showvminfo example-web1 --machinereadable".to_string(),
+            add("envctl2", "c"),
+        ],
+        "only envctl2 is new: envctl1 came back with the saved state"
+    );
+    assert_eq!(fake.vm("example-web1").unwrap()["state"], "running");
+    assert_eq!(
+        transient(),
+        [
+            ("envctl1".to_string(), "$TMP/shares/b".to_string()),
+            ("envctl2".to_string(), "$TMP/shares/c".to_string()),
+        ]
+    );
+    provider.destroy(&env, "web1").await.unwrap();
     fake.cleanup();
 }
 

@@ -7,7 +7,7 @@ mod support;
 
 use envctl_provider::{Provider, ProviderError};
 use envctl_virtualbox::HostOnlyKind;
-use support::{example, Fake, Phases, V6, V7};
+use support::{bind, example, Fake, Phases, V6, V7};
 
 /// Preflight and prepare with a stand-in that does not fail.
 async fn prepared(fake: &Fake, host_only: HostOnlyKind) {
@@ -107,7 +107,9 @@ async fn virtualbox_failure_at_any_call_of_up_leaves_nothing() {
         // The new provider's `--version` is the next call; `up` starts after it.
         let first_of_up = fake.calls() + 2;
         fake.set("FAKE_VBOX_FAIL_CALL", &(first_of_up + nth - 1).to_string());
-        let (env, machines) = example(&fake);
+        let (env, mut machines) = example(&fake);
+        // Its shared folders too: their calls are some of those that fail.
+        machines[0].binds = vec![bind(&fake, "envctl0", "a"), bind(&fake, "envctl1", "b")];
         let provider = fake.provider(HostOnlyKind::Interface).await;
         let result = provider.up(&env, &machines[0], &Phases::default()).await;
         if result.is_ok() {
@@ -134,6 +136,67 @@ async fn virtualbox_failure_at_any_call_of_up_leaves_nothing() {
         assert_eq!(fake.vm("example-web1").unwrap()["state"], "running");
         fake.cleanup();
     }
+}
+
+/// The error and all its causes, as `{:#}` prints them.
+fn chain(err: &ProviderError) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(&format!(": {cause}"));
+        source = cause.source();
+    }
+    text
+}
+
+/// A share that cannot be added fails `up` with VBoxManage's words and the machine named;
+/// a new VM is deleted again, an existing one is kept, stopped, for the next `up`.
+#[tokio::test]
+async fn virtualbox_failed_sharedfolder_names_the_machine_and_the_call() {
+    let mut fake = Fake::new("fail-sharedfolder", V7);
+    prepared(&fake, HostOnlyKind::Interface).await;
+    let (env, mut machines) = example(&fake);
+    machines[0].binds = vec![bind(&fake, "envctl0", "a")];
+    fake.set("FAKE_VBOX_FAIL_ON", "sharedfolder");
+    let provider = fake.provider(HostOnlyKind::Interface).await;
+    let err = provider
+        .up(&env, &machines[0], &Phases::default())
+        .await
+        .unwrap_err();
+    let text = chain(&err);
+    assert!(text.contains("setting up VM `example-web1`"), "{text}");
+    assert!(
+        text.contains("`VBoxManage sharedfolder add example-web1 --name envctl0"),
+        "{text}"
+    );
+    assert!(fake.vm("example-web1").is_none());
+
+    fake.unset("FAKE_VBOX_FAIL_ON");
+    let provider = fake.provider(HostOnlyKind::Interface).await;
+    provider
+        .up(&env, &machines[0], &Phases::default())
+        .await
+        .expect("up again");
+    provider.halt(&env, "web1").await.unwrap();
+    // A folder gone from the host: VirtualBox refuses it, the VM stays off.
+    machines[0].binds.push(bind(&fake, "envctl1", "b"));
+    std::fs::remove_dir(fake.root.join("shares/b")).unwrap();
+    let err = provider
+        .up(&env, &machines[0], &Phases::default())
+        .await
+        .unwrap_err();
+    let text = chain(&err);
+    assert!(
+        matches!(&err, ProviderError::Machine { machine, .. } if machine == "web1"),
+        "{err:?}"
+    );
+    assert!(text.contains("configuring VM `example-web1`"), "{text}");
+    assert!(
+        text.contains("RTPathQueryInfo failed on shared folder path"),
+        "{text}"
+    );
+    assert_eq!(fake.vm("example-web1").unwrap()["state"], "poweroff");
+    fake.cleanup();
 }
 
 #[tokio::test]

@@ -283,3 +283,202 @@ fn virtualbox_fake_honours_networks_conf() {
     assert_eq!(code, 1, "the file replaces the default range");
     fake.cleanup();
 }
+
+/// `sharedfolder` refuses and allows what VBoxManage 7.0 does, in the order of its checks,
+/// and `showvminfo` prints the shares back in VirtualBox's keys and order. Each step is
+/// (arguments, exit code, a part of stderr); the steps run in turn on one VM.
+#[test]
+fn virtualbox_fake_shared_folders_follow_vboxmanage() {
+    let fake = Fake::new("fake-shares", V7);
+    with_base(&fake);
+    let a = fake.share_dir("a").display().to_string();
+    let b = fake.share_dir("b").display().to_string();
+    let a_slash = format!("--hostpath={a}/");
+    let missing = fake.root.join("shares/none").display().to_string();
+    let file = fake.root.join("box/box.ovf").display().to_string();
+    let lines = |fake: &Fake| -> Vec<String> {
+        let (_, out, _) = run(fake, &["showvminfo", "base", "--machinereadable"]);
+        let root = fake.root.display().to_string();
+        out.lines()
+            .filter(|line| line.starts_with("SharedFolder"))
+            .map(|line| line.replace(&root, "$TMP"))
+            .collect()
+    };
+    let add = |name: &'static str, path: &str| {
+        [
+            "sharedfolder",
+            "add",
+            "base",
+            "--name",
+            name,
+            "--hostpath",
+            path,
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let args = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let transient = |mut step: Vec<String>| {
+        step.push("--transient".to_string());
+        step
+    };
+    let steps: Vec<(Vec<String>, i32, &str)> = vec![
+        (args(&["sharedfolder"]), 2, "Not enough parameters"),
+        (
+            args(&["sharedfolder", "list", "base"]),
+            2,
+            "Invalid parameter 'list'",
+        ),
+        (
+            args(&["sharedfolder", "add", "base", "--hostpath", &a]),
+            2,
+            "No shared folder name (--name) was given",
+        ),
+        (
+            args(&["sharedfolder", "add", "base", "--name", "x"]),
+            2,
+            "No host path (--hostpath) was given",
+        ),
+        (
+            args(&["sharedfolder", "add", "--name", "x", "--hostpath", &a]),
+            2,
+            "No machine was specified",
+        ),
+        (
+            args(&[
+                "sharedfolder",
+                "add",
+                "base",
+                "other",
+                "--name",
+                "x",
+                "--hostpath",
+                &a,
+            ]),
+            2,
+            "Machine name is given more than once: first 'base', then 'other'",
+        ),
+        (
+            add("my share", &a),
+            2,
+            "Invalid shared folder name 'my share': contains space",
+        ),
+        (
+            args(&[
+                "sharedfolder",
+                "add",
+                "nope",
+                "--name",
+                "x",
+                "--hostpath",
+                &a,
+            ]),
+            1,
+            "Could not find a registered machine named 'nope'",
+        ),
+        (
+            add("x", &missing),
+            1,
+            "RTPathQueryInfo failed on shared folder path",
+        ),
+        (add("x", &file), 1, "is not a directory"),
+        (
+            transient(add("x", &a)),
+            1,
+            "VBoxManage: error: Machine 'base' is not currently running.\n",
+        ),
+        // RTGetOpt's `--opt=value`; the trailing slash is dropped.
+        (
+            args(&["sharedfolder", "add", "base", "--name=x", &a_slash]),
+            0,
+            "",
+        ),
+        (add("x", &b), 1, "Shared folder named 'x' already exists"),
+        (
+            args(&["sharedfolder", "remove", "base", "--name", "y"]),
+            1,
+            "Could not find a shared folder named 'y'.",
+        ),
+        (args(&["startvm", "base", "--type", "headless"]), 0, ""),
+        (
+            add("y", &a),
+            1,
+            "The machine 'base' is already locked for a session",
+        ),
+        (
+            args(&["sharedfolder", "remove", "base", "--name", "x"]),
+            1,
+            "VBOX_E_INVALID_OBJECT_STATE",
+        ),
+        // Another scope: a transient share may carry a permanent one's name.
+        (transient(add("x", &b)), 0, ""),
+        (
+            transient(add("x", &a)),
+            1,
+            "Shared folder named 'x' already exists",
+        ),
+        (transient(add("w", &a)), 0, ""),
+    ];
+    let (_, _, err) = run(
+        &fake,
+        &[
+            "sharedfolder",
+            "add",
+            "base",
+            "--name",
+            "x",
+            "--hostpath",
+            &a,
+            "--transient",
+        ],
+    );
+    assert_eq!(
+        err, "VBoxManage: error: Machine 'base' is not currently running.\n",
+        "VBoxManage's own error has no details"
+    );
+    for (step, code, err_part) in &steps {
+        let argv: Vec<&str> = step.iter().map(String::as_str).collect();
+        let (got, _, err) = run(&fake, &argv);
+        assert_eq!(got, *code, "{step:?}: {err}");
+        assert!(err.contains(err_part), "{step:?}: {err}");
+    }
+    // Machine mappings in the order added, then transient ones by name.
+    assert_eq!(
+        lines(&fake),
+        [
+            "SharedFolderNameMachineMapping1=\"x\"",
+            "SharedFolderPathMachineMapping1=\"$TMP/shares/a\"",
+            "SharedFolderNameTransientMapping1=\"w\"",
+            "SharedFolderPathTransientMapping1=\"$TMP/shares/a\"",
+            "SharedFolderNameTransientMapping2=\"x\"",
+            "SharedFolderPathTransientMapping2=\"$TMP/shares/b\"",
+        ]
+    );
+
+    // A saved VM keeps its transient shares and is not mutable; powered off, they are gone.
+    assert_eq!(run(&fake, &["controlvm", "base", "savestate"]).0, 0);
+    let (code, _, err) = run(
+        &fake,
+        &[
+            "sharedfolder",
+            "add",
+            "base",
+            "--name",
+            "z",
+            "--hostpath",
+            &a,
+        ],
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("not mutable"), "{err}");
+    assert_eq!(lines(&fake).len(), 6);
+    assert_eq!(run(&fake, &["startvm", "base"]).0, 0);
+    assert_eq!(run(&fake, &["controlvm", "base", "poweroff"]).0, 0);
+    assert_eq!(lines(&fake).len(), 2, "{:?}", lines(&fake));
+    assert_eq!(
+        run(&fake, &["sharedfolder", "remove", "base", "--name", "x"]).0,
+        0
+    );
+    assert_eq!(lines(&fake), Vec::<String>::new());
+    fake.cleanup();
+}

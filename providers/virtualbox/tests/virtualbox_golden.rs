@@ -7,7 +7,7 @@ mod support;
 
 use envctl_provider::{Access, GuestAddress, MachineUp, Phase, Provider, SshEndpoint};
 use envctl_virtualbox::HostOnlyKind;
-use support::{example, Fake, Phases, V6, V7};
+use support::{bind, example, Fake, Phases, V6, V7};
 
 async fn whole_life(fake: &Fake, host_only: HostOnlyKind) -> Vec<MachineUp> {
     let (env, machines) = example(fake);
@@ -247,4 +247,115 @@ async fn virtualbox_forwarded_ports_are_nat_rules_kept_in_step() {
     assert!(fake.vm("example-web1").is_none());
     fake.assert_golden("vbox7-ports-live.txt");
     fake.cleanup();
+}
+
+/// (name, host path) pairs as `Fake::shares` gives them.
+fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+    list.iter()
+        .map(|(name, path)| (name.to_string(), path.to_string()))
+        .collect()
+}
+
+/// web1's shared folders over its life, as tests/golden/vbox{7,6}-shares.txt record: made
+/// permanent with `sharedfolder add` when the VM is off; brought to a changed list on the
+/// next `up` from off (a dropped share removed, a moved one removed and added again, a new
+/// one added, the user's own `mine` left alone); added as `--transient` to the running VM,
+/// which keeps what it has; made permanent on the `up` after a halt.
+async fn shares_life(fake: &Fake) {
+    let (env, mut machines) = example(fake);
+    let provider = fake.provider(HostOnlyKind::Interface).await;
+    provider.preflight(&env, &machines).await.unwrap();
+    provider
+        .prepare(&env, &machines, &Phases::default())
+        .await
+        .unwrap();
+    let permanent = |fake: &Fake| fake.shares("example-web1", "shared_folders");
+    let transient = |fake: &Fake| fake.shares("example-web1", "transient_folders");
+
+    fake.mark("up with two shares");
+    machines[0].binds = vec![bind(fake, "envctl0", "a"), bind(fake, "envctl1", "b")];
+    provider
+        .up(&env, &machines[0], &Phases::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        permanent(fake),
+        pairs(&[("envctl0", "$TMP/shares/a"), ("envctl1", "$TMP/shares/b")])
+    );
+
+    fake.mark("halt; the user shares a folder of their own");
+    provider.halt(&env, "web1").await.unwrap();
+    let mine = fake.share_dir("mine").display().to_string();
+    let own = ["sharedfolder", "add", "example-web1", "--name", "mine"];
+    let out = fake.vboxmanage(&[&own[..], &["--hostpath", &mine]].concat());
+    assert!(out.status.success(), "{out:?}");
+
+    fake.mark("up with envctl0 dropped, envctl1 moved, envctl2 new");
+    machines[0].binds = vec![bind(fake, "envctl1", "c"), bind(fake, "envctl2", "d")];
+    provider
+        .up(&env, &machines[0], &Phases::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        permanent(fake),
+        pairs(&[
+            ("mine", "$TMP/shares/mine"),
+            ("envctl1", "$TMP/shares/c"),
+            ("envctl2", "$TMP/shares/d"),
+        ])
+    );
+
+    fake.mark("up, running, envctl2 moved and envctl3 new");
+    machines[0].binds[1] = bind(fake, "envctl2", "f");
+    machines[0].binds.push(bind(fake, "envctl3", "e"));
+    provider
+        .up(&env, &machines[0], &Phases::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        transient(fake),
+        pairs(&[("envctl2", "$TMP/shares/f"), ("envctl3", "$TMP/shares/e")])
+    );
+    assert_eq!(
+        permanent(fake).len(),
+        3,
+        "a running VM's permanent shares stay"
+    );
+
+    fake.mark("up, running, nothing missing");
+    provider
+        .up(&env, &machines[0], &Phases::default())
+        .await
+        .unwrap();
+
+    fake.mark("halt, then up: the transient shares become permanent");
+    provider.halt(&env, "web1").await.unwrap();
+    assert_eq!(transient(fake), pairs(&[]), "powered off, they are gone");
+    provider
+        .up(&env, &machines[0], &Phases::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        permanent(fake),
+        pairs(&[
+            ("mine", "$TMP/shares/mine"),
+            ("envctl1", "$TMP/shares/c"),
+            ("envctl2", "$TMP/shares/f"),
+            ("envctl3", "$TMP/shares/e"),
+        ])
+    );
+
+    fake.mark("destroy");
+    provider.destroy(&env, "web1").await.unwrap();
+    provider.teardown(&env).await.unwrap();
+}
+
+#[tokio::test]
+async fn virtualbox_golden_shared_folders() {
+    for (version, golden) in [(V7, "vbox7-shares.txt"), (V6, "vbox6-shares.txt")] {
+        let fake = Fake::new(&format!("shares-{version}"), version);
+        shares_life(&fake).await;
+        fake.assert_golden(golden);
+        fake.cleanup();
+    }
 }

@@ -14,8 +14,8 @@ use envctl_provider::{
 use futures_util::future::join_all;
 
 use super::{
-    access, choose_provider, folders, host_ports, image_source, machine_spec, ownership, provision,
-    rsync, tunnels, MachineFailures, Session, Workspace,
+    access, choose_provider, folders, host_ports, image_source, machine_spec, mounts, ownership,
+    provision, rsync, tunnels, MachineFailures, Session, Workspace,
 };
 use crate::interrupt;
 use crate::keys;
@@ -362,7 +362,7 @@ async fn sync_folders(
     kind: ProviderKind,
 ) -> Result<()> {
     for machine in &session.selected {
-        let shown: Vec<String> = folders::uses(kind, machine)
+        let shown: Vec<String> = folders::uses(kind, &session.ws.manifest.dir, machine)
             .iter()
             .map(|u| {
                 format!(
@@ -384,6 +384,7 @@ async fn sync_folders(
     if !provider.machines_answer_ssh() {
         return Ok(());
     }
+    mounts::mount(session.ws, &session.state, kind, &session.selected).await?;
     rsync::push(session.ws, &session.state, kind, &session.selected).await
 }
 

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use envctl_provider::{
-    BoxImage, EnvironmentSpec, HostKey, ImageSource, MachineSpec, NetworkSpec, PortForward,
-    Protocol,
+    BoxImage, EnvironmentSpec, FolderBind, FolderType, HostKey, ImageSource, MachineSpec,
+    NetworkSpec, PortForward, Protocol,
 };
 use envctl_virtualbox::{HostOnlyKind, VirtualboxOptions, VirtualboxProvider};
 use serde_json::Value;
@@ -245,6 +245,47 @@ pub fn example_in(
     }];
     let machines = vec![web1, machine("web2", 12, 512), machine("db1", 13, 768)];
     (env, machines)
+}
+
+/// A live folder shared as `tag`: the host folder `<root>/shares/<dir>`, made if missing,
+/// mounted at `/srv/<dir>` (which the provider does not read).
+pub fn bind(fake: &Fake, tag: &str, dir: &str) -> FolderBind {
+    let host = fake.share_dir(dir);
+    FolderBind {
+        kind: FolderType::Virtualbox,
+        tag: tag.to_string(),
+        host,
+        guest: format!("/srv/{dir}"),
+        hidden: Vec::new(),
+    }
+}
+
+impl Fake {
+    /// `<root>/shares/<dir>`, made if missing.
+    pub fn share_dir(&self, dir: &str) -> PathBuf {
+        let host = self.root.join("shares").join(dir);
+        std::fs::create_dir_all(&host).unwrap();
+        host
+    }
+
+    /// The `shared_folders` or `transient_folders` of the stand-in's VM `vm`, as
+    /// (name, host path with the test's directory as `$TMP`).
+    pub fn shares(&self, vm: &str, scope: &str) -> Vec<(String, String)> {
+        let Some(vm) = self.vm(vm) else {
+            return Vec::new();
+        };
+        let root = self.root.display().to_string();
+        vm[scope]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|share| {
+                let name = share["name"].as_str().unwrap_or_default().to_string();
+                let path = share["host_path"].as_str().unwrap_or_default();
+                (name, path.replace(&root, "$TMP"))
+            })
+            .collect()
+    }
 }
 
 /// What the backend reported, in order.

@@ -3,7 +3,8 @@
 //! VirtualBox manual ("VBoxManage", 6.1 and 7.0), its output formats and exit codes (1 when
 //! an operation fails, 2 for a syntax error, each with `VBoxManage: error: …` on stderr), and
 //! it refuses what VBoxManage would refuse: unknown options, missing ones, missing VMs, a
-//! linked clone without a snapshot, 7.0 spellings under 6.x, `hostonlynet` without vmnet.
+//! linked clone without a snapshot, 7.0 spellings under 6.x, `hostonlynet` without vmnet, a
+//! permanent shared folder changed while the VM runs.
 //!
 //! Environment:
 //! - `FAKE_VBOX_STATE` (required): a directory for `state.json` (what exists) and
@@ -22,6 +23,7 @@
 mod getopt;
 mod modifyvm;
 mod nets;
+mod shares;
 mod state;
 mod vms;
 
@@ -44,6 +46,16 @@ impl Fail {
     pub fn syntax(message: String) -> Fail {
         Fail {
             syntax: true,
+            message,
+            code: "",
+        }
+    }
+
+    /// A failure VBoxManage reports itself rather than relays from the API (its
+    /// `RTMsgErrorExit`): exit code 1, one error line and no `Details:`.
+    pub fn exit(message: String) -> Fail {
+        Fail {
+            syntax: false,
             message,
             code: "",
         }
@@ -147,6 +159,9 @@ fn run(dir: &Path) -> Result<ExitCode, String> {
             if fail.syntax {
                 return Ok(ExitCode::from(2));
             }
+            if fail.code.is_empty() {
+                return Ok(ExitCode::from(1));
+            }
             eprintln!(
                 "VBoxManage: error: Details: code {} ({})",
                 fail.code,
@@ -193,6 +208,7 @@ fn dispatch(ctx: &Ctx, state: &mut State, args: &[String]) -> Out {
         "startvm" => vms::startvm(ctx, state, rest),
         "controlvm" => vms::controlvm(ctx, state, rest),
         "unregistervm" => vms::unregistervm(ctx, state, rest),
+        "sharedfolder" => shares::sharedfolder(ctx, state, rest),
         "setextradata" => vms::setextradata(state, rest),
         "getextradata" => vms::getextradata(state, rest),
         "hostonlyif" => nets::hostonlyif(ctx, state, rest),

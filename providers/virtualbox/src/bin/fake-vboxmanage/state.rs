@@ -45,6 +45,22 @@ pub struct Vm {
     pub linked_to: Option<(String, String)>,
     pub extradata: BTreeMap<String, String>,
     pub ovf: Option<String>,
+    /// Permanent shared folders, in the order they were added (a list in VirtualBox).
+    pub shared_folders: Vec<SharedFolder>,
+    /// Transient shared folders of the running VM, by name (a map in VirtualBox's console);
+    /// gone when it powers off, kept in a saved state.
+    pub transient_folders: Vec<SharedFolder>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SharedFolder {
+    pub name: String,
+    /// Absolute, without a trailing slash.
+    pub host_path: String,
+    pub writable: bool,
+    pub automount: bool,
+    pub auto_mount_point: String,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

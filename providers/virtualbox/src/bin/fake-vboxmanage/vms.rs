@@ -1,5 +1,5 @@
 //! VM subcommands: list, showvminfo, import, clonevm, snapshot, modifyvm, startvm, controlvm,
-//! unregistervm, setextradata, getextradata.
+//! unregistervm, setextradata, getextradata (`sharedfolder` is in `shares`).
 
 use std::fmt::Write;
 
@@ -10,10 +10,10 @@ use crate::state::{State, Vm};
 use crate::{Ctx, Fail, Out};
 
 /// The options given, in order, with their values.
-type Opts = Vec<(&'static str, Option<String>)>;
+pub type Opts = Vec<(&'static str, Option<String>)>;
 
 /// Options and positional arguments of a subcommand with plain (not indexed) options.
-fn parse(ctx: &Ctx, args: &[String], table: &[Opt]) -> Result<(Opts, Vec<String>), Fail> {
+pub fn parse(ctx: &Ctx, args: &[String], table: &[Opt]) -> Result<(Opts, Vec<String>), Fail> {
     let mut opts = Vec::new();
     let mut positional = Vec::new();
     let mut args = Args::new(args, ctx.seven);
@@ -34,14 +34,14 @@ fn one(positional: &[String], what: &str) -> Result<String, Fail> {
     }
 }
 
-fn value(opts: &[(&str, Option<String>)], key: &str) -> Option<String> {
+pub fn value(opts: &[(&str, Option<String>)], key: &str) -> Option<String> {
     opts.iter()
         .rev()
         .find(|(k, _)| *k == key)
         .and_then(|(_, v)| v.clone())
 }
 
-fn has(opts: &[(&str, Option<String>)], key: &str) -> bool {
+pub fn has(opts: &[(&str, Option<String>)], key: &str) -> bool {
     opts.iter().any(|(k, _)| *k == key)
 }
 
@@ -130,6 +130,27 @@ pub fn showvminfo(ctx: &Ctx, state: &mut State, args: &[String]) -> Out {
             "uartmode1",
             vm.uartmode1.as_deref().unwrap_or("disconnected"),
         );
+    }
+    // After the NICs and ports, before the snapshots, machine mappings first, as
+    // VBoxManageInfo.cpp prints them.
+    let mappings = [
+        ("Machine", &vm.shared_folders),
+        ("Transient", &vm.transient_folders),
+    ];
+    for (scope, folders) in mappings {
+        for (i, folder) in folders.iter().enumerate() {
+            let n = i + 1;
+            kv(
+                o,
+                &format!("SharedFolderName{scope}Mapping{n}"),
+                &folder.name,
+            );
+            kv(
+                o,
+                &format!("SharedFolderPath{scope}Mapping{n}"),
+                &folder.host_path,
+            );
+        }
     }
     for (i, snapshot) in vm.snapshots.iter().enumerate() {
         let suffix = if i == 0 {
@@ -307,6 +328,7 @@ pub fn clonevm(ctx: &Ctx, state: &mut State, args: &[String]) -> Out {
         state: "poweroff".to_string(),
         snapshots: Vec::new(),
         linked_to: None,
+        transient_folders: Vec::new(),
         ..source.clone()
     };
     for nic in &mut clone.nics {
@@ -450,6 +472,10 @@ pub fn controlvm(ctx: &Ctx, state: &mut State, args: &[String]) -> Out {
         (other, _) => return Err(Fail::syntax(format!("Invalid parameter '{other}'"))),
     };
     vm.state = next.to_string();
+    if next == "poweroff" {
+        // Transient shares belong to the VM process, which is gone.
+        vm.transient_folders.clear();
+    }
     Ok(if action == "poweroff" {
         "0%...10%...20%...30%...40%...50%...60%...70%...80%...90%...100%\n".to_string()
     } else {

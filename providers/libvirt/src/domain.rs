@@ -18,6 +18,7 @@ use crate::accel;
 use crate::conn::{found, machine_error};
 use crate::network::{common_domain, mac_address};
 use crate::seed::{self, Seed};
+use crate::shares;
 use crate::storage::{self, POOL};
 use crate::xml::{self, DomainXml, Owner};
 use crate::LibvirtProvider;
@@ -48,7 +49,16 @@ impl LibvirtProvider {
                 report.phase(&machine.name, Phase::AlreadyRunning);
                 return Ok(self.machine_up(machine, uuid, false));
             }
-            Found::Stopped(uuid) | Found::Paused(uuid) => {
+            Found::Stopped(uuid) => {
+                report.phase(&machine.name, Phase::Starting);
+                self.refresh_shares(env, machine, &uuid).await?;
+                let (domain, machine_name) = (name.clone(), machine.name.clone());
+                self.conn
+                    .run(move |connect| start(connect, &machine_name, &domain))
+                    .await?;
+                uuid
+            }
+            Found::Paused(uuid) => {
                 report.phase(&machine.name, Phase::Starting);
                 let (domain, machine_name) = (name.clone(), machine.name.clone());
                 self.conn
@@ -184,7 +194,6 @@ impl LibvirtProvider {
             });
         };
         report.phase(&machine.name, Phase::Creating);
-        let accel = accel::resolve(self.accel, self.conn.is_local()).await;
         let log = self.console_log(env, &machine.name);
         if let Some(dir) = log.as_deref().and_then(Path::parent) {
             tokio::fs::create_dir_all(dir).await.map_err(|err| {
@@ -215,19 +224,8 @@ impl LibvirtProvider {
         }
         .image()
         .map_err(|err| ProviderError::machine(&machine.name, "making the cloud-init seed", err))?;
-        let domain_xml = xml::domain(&DomainXml {
-            name: &name,
-            virt_type: accel.domain_type(),
-            vcpus: machine.cpus,
-            memory_mib: machine.memory_mib,
-            pool: POOL,
-            volume: &volume,
-            seed: &seed_volume,
-            network: &env.network_name(),
-            mac: &mac,
-            console_log: log.as_deref().and_then(Path::to_str),
-            owner: &owner,
-        });
+        let shares = shares::write_wrappers(env, machine)?;
+        let domain_xml = self.domain_xml(env, machine, &owner, &shares, None).await;
         let box_volume = storage::box_volume_name(image);
         let (who, domain) = (machine.name.clone(), name.clone());
         let uuid = self
@@ -260,6 +258,81 @@ impl LibvirtProvider {
             return Err(err);
         }
         Ok(uuid)
+    }
+
+    /// The domain `machine` is defined as; `uuid` when it is defined again over itself.
+    async fn domain_xml(
+        &self,
+        env: &EnvironmentSpec,
+        machine: &MachineSpec,
+        owner: &Owner,
+        shares: &[xml::Share],
+        uuid: Option<&str>,
+    ) -> String {
+        let accel = accel::resolve(self.accel, self.conn.is_local()).await;
+        let log = self.console_log(env, &machine.name);
+        let name = env.resource_name(&machine.name);
+        xml::domain(&DomainXml {
+            name: &name,
+            virt_type: accel.domain_type(),
+            vcpus: machine.cpus,
+            memory_mib: machine.memory_mib,
+            pool: POOL,
+            volume: &storage::overlay_name(&name),
+            seed: &seed::volume_name(&name),
+            network: &env.network_name(),
+            mac: &mac_address(&env.id, &machine.name),
+            console_log: log.as_deref().and_then(Path::to_str),
+            owner,
+            shares,
+            uuid,
+        })
+    }
+
+    /// Writes the stopped domain's virtiofsd wrappers anew and defines the domain again
+    /// when its virtiofs exports are not the ones its machine lists now, as Vagrant applies
+    /// a changed folder list on the next boot.
+    async fn refresh_shares(
+        &self,
+        env: &EnvironmentSpec,
+        machine: &MachineSpec,
+        uuid: &str,
+    ) -> Result<(), ProviderError> {
+        let (domain, who) = (env.resource_name(&machine.name), machine.name.clone());
+        let current = self
+            .conn
+            .run(move |connect| {
+                let action = || format!("reading domain `{domain}`");
+                let found = connect
+                    .lookup_domain_by_name(&domain)
+                    .map_err(|err| machine_error(&who, action(), err))?;
+                found
+                    .xml_desc(sys::VIR_DOMAIN_XML_INACTIVE)
+                    .map_err(|err| machine_error(&who, action(), err))
+            })
+            .await?;
+        let wanted = shares::write_wrappers(env, machine)?;
+        if xml::parse_shares(&current) == wanted {
+            return Ok(());
+        }
+        // Kept as they are: whose the domain is, which `inspect` has just checked.
+        let Some(owner) = xml::parse_owner(&current) else {
+            return Ok(());
+        };
+        let defined = self
+            .domain_xml(env, machine, &owner, &wanted, Some(uuid))
+            .await;
+        let (domain, who) = (env.resource_name(&machine.name), machine.name.clone());
+        self.conn
+            .run(move |connect| {
+                connect
+                    .define_domain_xml(&defined)
+                    .map(drop)
+                    .map_err(|err| {
+                        machine_error(&who, format!("redefining domain `{domain}`"), err)
+                    })
+            })
+            .await
     }
 
     fn machine_up(&self, machine: &MachineSpec, id: String, changed: bool) -> MachineUp {

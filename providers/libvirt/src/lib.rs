@@ -14,6 +14,7 @@ mod domain;
 mod holdings;
 mod network;
 mod seed;
+mod shares;
 mod storage;
 mod xml;
 
@@ -111,6 +112,7 @@ impl Provider for LibvirtProvider {
             };
             storage::check_box(image)?;
         }
+        shares::check(env, machines, self.conn.is_local())?;
         self.check_network(env).await
     }
 

@@ -36,6 +36,19 @@ pub(crate) struct DomainXml<'a> {
     /// Where the serial console is logged; none when libvirt runs on another host.
     pub console_log: Option<&'a str>,
     pub owner: &'a Owner,
+    /// virtiofs exports.
+    pub shares: &'a [Share],
+    /// The domain's UUID when it is defined again over itself; libvirt makes one otherwise.
+    pub uuid: Option<&'a str>,
+}
+
+/// A host folder exported to the guest over virtiofs, mounted there by `tag`, served by
+/// `binary` (envctl's wrapper of virtiofsd).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Share {
+    pub host: String,
+    pub tag: String,
+    pub binary: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,6 +100,33 @@ pub(crate) fn domain(d: &DomainXml) -> String {
         ),
         None => "    <serial type='pty'>\n      <target port='0'/>\n    </serial>\n".to_string(),
     };
+    // virtiofsd maps the guest's memory: it must be shared, which a memfd backing gives
+    // without hugepages. Only when there is a share, so other machines keep plain memory.
+    let memory_backing = if d.shares.is_empty() {
+        String::new()
+    } else {
+        "  <memoryBacking>\n    <source type='memfd'/>\n    <access mode='shared'/>\n  \
+         </memoryBacking>\n"
+            .to_string()
+    };
+    let shares: String = d
+        .shares
+        .iter()
+        .map(|share| {
+            format!(
+                "    <filesystem type='mount' accessmode='passthrough'>\n      \
+                 <driver type='virtiofs'/>\n      <binary path='{}'/>\n      \
+                 <source dir='{}'/>\n      <target dir='{}'/>\n    </filesystem>\n",
+                esc(&share.binary),
+                esc(&share.host),
+                esc(&share.tag)
+            )
+        })
+        .collect();
+    let uuid = d
+        .uuid
+        .map(|uuid| format!("  <uuid>{}</uuid>\n", esc(uuid)))
+        .unwrap_or_default();
     // TCG has no host CPU to pass through; QEMU's default model boots any x86-64 guest.
     let cpu = if d.virt_type == "kvm" {
         "  <cpu mode='host-passthrough'/>\n"
@@ -96,12 +136,12 @@ pub(crate) fn domain(d: &DomainXml) -> String {
     format!(
         "<domain type='{virt_type}'>
   <name>{name}</name>
-  <metadata>
+{uuid}  <metadata>
     {owner}
   </metadata>
   <memory unit='MiB'>{memory}</memory>
   <vcpu>{vcpus}</vcpu>
-  <os>
+{memory_backing}  <os>
     <type arch='x86_64' machine='pc'>hvm</type>
     <boot dev='hd'/>
   </os>
@@ -130,7 +170,7 @@ pub(crate) fn domain(d: &DomainXml) -> String {
       <mac address='{mac}'/>
       <model type='virtio'/>
     </interface>
-{console}    <console type='pty'>
+{shares}{console}    <console type='pty'>
       <target type='serial' port='0'/>
     </console>
     <rng model='virtio'>
@@ -349,6 +389,36 @@ pub(crate) fn parse_network(xml: &str) -> Option<NetInfo> {
 
 /// Reads envctl's metadata element as `virDomainGetMetadata` returns it (without its
 /// namespace, which the call was given), or from anywhere inside a whole document.
+/// The virtiofs exports of a domain's XML, sorted.
+pub(crate) fn parse_shares(xml: &str) -> Vec<Share> {
+    let Ok(doc) = roxmltree::Document::parse(xml) else {
+        return Vec::new();
+    };
+    let mut shares: Vec<Share> = doc
+        .descendants()
+        .filter(|node| node.has_tag_name("filesystem"))
+        .filter(|fs| {
+            fs.children()
+                .any(|c| c.has_tag_name("driver") && c.attribute("type") == Some("virtiofs"))
+        })
+        .filter_map(|fs| {
+            let child = |tag: &str, attribute: &str| {
+                fs.children()
+                    .find(|c| c.has_tag_name(tag))
+                    .and_then(|c| c.attribute(attribute))
+                    .map(String::from)
+            };
+            Some(Share {
+                host: child("source", "dir")?,
+                tag: child("target", "dir")?,
+                binary: child("binary", "path").unwrap_or_default(),
+            })
+        })
+        .collect();
+    shares.sort();
+    shares
+}
+
 pub(crate) fn parse_owner(xml: &str) -> Option<Owner> {
     let doc = roxmltree::Document::parse(xml).ok()?;
     let root = doc.root_element();

@@ -43,6 +43,8 @@ fn domain_xml_has_what_the_machine_needs() {
         mac: "52:54:00:aa:bb:cc",
         console_log: Some("/tmp/console/web.log"),
         owner: &machine_owner,
+        shares: &[],
+        uuid: None,
     };
     let tcg = domain(&base);
     let kvm = domain(&DomainXml {
@@ -183,6 +185,102 @@ fn domain_xml_has_what_the_machine_needs() {
         parse_owner(foreign),
         None,
         "someone else's `owner` is not envctl's"
+    );
+}
+
+#[test]
+fn virtiofs_exports_come_with_shared_memory_and_read_back() {
+    let machine_owner = owner(Some("web"));
+    let shares = [
+        Share {
+            host: "/home/me/demo & co/src".to_string(),
+            tag: "envctl1".to_string(),
+            binary: "/home/me/demo & co/.envctl/console/virtiofsd-web-envctl1".to_string(),
+        },
+        Share {
+            host: "/srv/data".to_string(),
+            tag: "envctl0".to_string(),
+            binary: "/home/me/demo & co/.envctl/console/virtiofsd-web-envctl0".to_string(),
+        },
+    ];
+    let base = DomainXml {
+        name: "demo-web",
+        virt_type: "qemu",
+        vcpus: 1,
+        memory_mib: 512,
+        pool: "default",
+        volume: "demo-web.qcow2",
+        seed: "demo-web-seed.img",
+        network: "demo-net",
+        mac: "52:54:00:aa:bb:cc",
+        console_log: None,
+        owner: &machine_owner,
+        shares: &shares,
+        uuid: Some("0f7e3c8e-9d5c-4f0e-a1b2-3c4d5e6f7a8b"),
+    };
+    let with = domain(&base);
+    let without = domain(&DomainXml {
+        shares: &[],
+        uuid: None,
+        ..base
+    });
+    let cases: &[Case] = &[
+        (
+            &with,
+            &["domain", "memoryBacking", "source"],
+            Some("type"),
+            Some("memfd"),
+        ),
+        (
+            &with,
+            &["domain", "memoryBacking", "access"],
+            Some("mode"),
+            Some("shared"),
+        ),
+        (&without, &["domain", "memoryBacking"], None, None),
+        (
+            &with,
+            &["domain", "uuid"],
+            None,
+            Some("0f7e3c8e-9d5c-4f0e-a1b2-3c4d5e6f7a8b"),
+        ),
+        (&without, &["domain", "uuid"], None, None),
+        (
+            &with,
+            &["domain", "devices", "filesystem", "driver"],
+            Some("type"),
+            Some("virtiofs"),
+        ),
+        (
+            &with,
+            &["domain", "devices", "filesystem"],
+            Some("accessmode"),
+            Some("passthrough"),
+        ),
+        (
+            &with,
+            &["domain", "devices", "filesystem", "binary"],
+            Some("path"),
+            Some("/home/me/demo & co/.envctl/console/virtiofsd-web-envctl1"),
+        ),
+    ];
+    for (xml, path, attr, expected) in cases {
+        assert_eq!(
+            pick(xml, path, *attr).as_deref(),
+            *expected,
+            "{path:?} {attr:?} in\n{xml}"
+        );
+    }
+    let mut sorted = shares.to_vec();
+    sorted.sort();
+    assert_eq!(parse_shares(&with), sorted, "the exports read back, sorted");
+    assert_eq!(parse_shares(&without), Vec::new());
+    let nine_p = "<domain><devices><filesystem><driver type='path'/><source dir='/a'/>\
+                  <target dir='t'/></filesystem></devices></domain>";
+    assert_eq!(
+        parse_shares(nine_p),
+        Vec::new(),
+        "only virtiofs exports count"
     );
 }
 

@@ -1,5 +1,5 @@
 //! Synced folders. Without services: `validate` refuses a folder type the chosen provider
-//! cannot do. On the real Docker Engine (subnet 10.231.50.0/24), one machine with the
+//! cannot do, and `status --json` says which type `auto` picks under each provider. On the real Docker Engine (subnet 10.231.50.0/24), one machine with the
 //! default folder (a live bind at /vagrant) and an rsync folder: a file the host writes is
 //! read in the guest at once; a file the guest user writes is the host user's (the
 //! project folder's owner, uid 4321 here, since the tests run as root); `.envctl/` cannot
@@ -64,7 +64,7 @@ fn validate_refuses_folder_types_the_provider_cannot_do() {
         (
             "libvirt",
             "    synced_folders: [{host: ./src, guest: /srv/app, type: virtiofs, create: true, owner: www-data}]\n",
-            "field `synced_folders.0.owner`: applies to rsync folders only",
+            "field `synced_folders.0.owner`: applies to rsync and virtualbox folders only",
         ),
         (
             "docker",
@@ -89,6 +89,32 @@ fn validate_refuses_folder_types_the_provider_cannot_do() {
             );
             assert!(!env.state_dir().exists(), "refused, yet .envctl/ was made");
         }
+    }
+}
+
+#[test]
+fn each_provider_says_which_type_each_folder_gets_before_anything_is_made() {
+    let folders = "    synced_folders:\n      - {host: ., guest: /vagrant}\n      \
+                   - {host: ./src, guest: /srv/app, create: true}\n      \
+                   - {host: ./src, guest: /srv/copy, type: rsync, create: true}\n";
+    // As Vagrant picks: a bind, rsync under libvirt, a VirtualBox shared folder but for
+    // the project folder, whose `.envctl/` a share would show.
+    let cases = [
+        ("docker", ["bind", "bind", "rsync"]),
+        ("libvirt", ["rsync", "rsync", "rsync"]),
+        ("virtualbox", ["rsync", "virtualbox", "rsync"]),
+    ];
+    for (provider, want) in cases {
+        let env = TestEnv::copy_of("example", |_| machinefile(provider, folders));
+        let status = env.status_json();
+        let got: Vec<&str> = status["machines"][0]["synced_folders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|folder| folder["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(got, want, "{provider}: {status}");
+        assert!(!env.state_dir().exists(), "status made .envctl/");
     }
 }
 

@@ -31,9 +31,13 @@ pub fn used_type(
     let capabilities = kind.capabilities();
     let used = match folder.kind {
         FolderType::Rsync => FolderType::Rsync,
-        // Only a type that needs nothing from the box: a bind, which hides `.envctl/`
-        // under an empty tmpfs. Elsewhere rsync, which leaves `.envctl/` out.
-        FolderType::Auto => capabilities.auto_folder.unwrap_or(FolderType::Rsync),
+        // The provider's pick, unless it would show `.envctl/`: then rsync, which leaves
+        // it out (VirtualBox's default for the project folder, /vagrant).
+        FolderType::Auto => match capabilities.auto_folder {
+            Some(FolderType::Virtualbox) if holds_state_dir(project, folder) => FolderType::Rsync,
+            Some(live) => live,
+            None => FolderType::Rsync,
+        },
         asked if capabilities.live_folders.contains(&asked) => asked,
         asked => return Err(("type", cannot(kind, asked))),
     };
@@ -52,22 +56,31 @@ pub fn used_type(
             ),
         ));
     }
-    if used != FolderType::Rsync {
-        let rsync_only = [
-            ("exclude", !folder.exclude.is_empty()),
-            ("owner", folder.owner.is_some()),
-            ("group", folder.group.is_some()),
-        ];
-        if let Some((field, _)) = rsync_only.iter().find(|(_, set)| *set) {
-            return Err((
-                field,
-                format!(
-                    "applies to rsync folders only, and under {kind} this folder is a live \
-                     `{used}` mount, which shows the host's files as they are: set \
-                     `type: rsync` or remove `{field}`"
-                ),
-            ));
-        }
+    // `owner` and `group` say whose a copy (rsync) or a vboxsf mount (which has no owners
+    // of its own) shows its files as; a bind or virtiofs shows the host's owners as they are.
+    let takes_owner = matches!(used, FolderType::Rsync | FolderType::Virtualbox);
+    let unfit = [
+        (
+            "exclude",
+            used != FolderType::Rsync && !folder.exclude.is_empty(),
+        ),
+        ("owner", !takes_owner && folder.owner.is_some()),
+        ("group", !takes_owner && folder.group.is_some()),
+    ];
+    if let Some((field, _)) = unfit.iter().find(|(_, set)| *set) {
+        let (applies, shows) = if *field == "exclude" {
+            ("rsync folders only", "the host's files")
+        } else {
+            ("rsync and virtualbox folders only", "the host's owners")
+        };
+        return Err((
+            field,
+            format!(
+                "applies to {applies}, and under {kind} this folder is a live `{used}` \
+                 mount, which shows {shows} as they are: set `type: rsync` or remove \
+                 `{field}`"
+            ),
+        ));
     }
     Ok(used)
 }
@@ -139,14 +152,32 @@ pub fn create_missing(machines: &[&Machine]) -> Result<()> {
     Ok(())
 }
 
-/// The live folders the backend exports for `machine`, with `.envctl/` hidden wherever a
-/// bind would show it, and the ids a container's user takes so the files are its own.
+/// The live folders the backend exports for `machine`, and the ids a container's user
+/// takes so the files are its own.
 pub fn binds(
     ws: &Workspace,
     kind: ProviderKind,
     machine: &Machine,
 ) -> (Vec<FolderBind>, Option<UserIds>) {
-    let binds: Vec<FolderBind> = uses(kind, &ws.manifest.dir, machine)
+    let binds: Vec<FolderBind> = live(ws, kind, machine)
+        .into_iter()
+        .map(|(bind, _)| bind)
+        .collect();
+    let ids = binds
+        .iter()
+        .find(|bind| bind.kind == FolderType::Bind)
+        .and_then(|bind| owner_ids(&bind.host));
+    (binds, ids)
+}
+
+/// Each live folder of `machine` as the backend exports it, with what it must not show
+/// (`.envctl/`) to cover, beside the folder as the Machinefile gives it.
+pub fn live<'a>(
+    ws: &Workspace,
+    kind: ProviderKind,
+    machine: &'a Machine,
+) -> Vec<(FolderBind, &'a SyncedFolder)> {
+    uses(kind, &ws.manifest.dir, machine)
         .into_iter()
         .filter(|u| u.used != FolderType::Rsync)
         .map(|u| {
@@ -160,20 +191,16 @@ pub fn binds(
             if u.folder.host.join(STATE_DIR_NAME).is_dir() && !hidden.contains(&own) {
                 hidden.push(own);
             }
-            FolderBind {
+            let bind = FolderBind {
                 kind: u.used,
                 tag: format!("envctl{}", u.folder.index),
                 host: u.folder.host.clone(),
                 guest: u.folder.guest.clone(),
                 hidden,
-            }
+            };
+            (bind, u.folder)
         })
-        .collect();
-    let ids = binds
-        .iter()
-        .find(|bind| bind.kind == FolderType::Bind)
-        .and_then(|bind| owner_ids(&bind.host));
-    (binds, ids)
+        .collect()
 }
 
 /// Who owns `host`, the "host user" of a live folder: the guest user takes these ids, so
@@ -213,7 +240,7 @@ mod tests {
         use ProviderKind::{Docker, Libvirt, Virtualbox};
         type Want = Result<FolderType, (&'static str, &'static str)>;
         // The project is /p; the folder is /p unless a case says /p/src or /elsewhere.
-        let cases: [(ProviderKind, FolderType, &str, Option<&str>, Want); 16] = [
+        let cases: [(ProviderKind, FolderType, &str, Option<&str>, Want); 18] = [
             (Docker, Auto, "/p", None, Ok(Bind)),
             (Docker, Bind, "/p", None, Ok(Bind)),
             (Docker, Rsync, "/p", Some("www-data"), Ok(Rsync)),
@@ -222,7 +249,7 @@ mod tests {
                 Auto,
                 "/p",
                 Some("www-data"),
-                Err(("owner", "applies to rsync folders only")),
+                Err(("owner", "applies to rsync and virtualbox folders only")),
             ),
             (
                 Docker,
@@ -256,9 +283,18 @@ mod tests {
                 Virtiofs,
                 "/p/src",
                 Some("www-data"),
-                Err(("owner", "applies to rsync folders only")),
+                Err(("owner", "applies to rsync and virtualbox folders only")),
             ),
+            // Vagrant's default under VirtualBox, but for a folder holding `.envctl/`.
             (Virtualbox, Auto, "/p", Some("1000"), Ok(Rsync)),
+            (Virtualbox, Auto, "/p/src", None, Ok(FolderType::Virtualbox)),
+            (
+                Virtualbox,
+                FolderType::Virtualbox,
+                "/p/src",
+                Some("www-data"),
+                Ok(FolderType::Virtualbox),
+            ),
             (
                 Virtualbox,
                 FolderType::Virtualbox,

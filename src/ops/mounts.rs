@@ -27,7 +27,7 @@ pub async fn mount(
     kind: ProviderKind,
     machines: &[&Machine],
 ) -> Result<()> {
-    let due: Vec<(&Machine, Vec<FolderBind>)> = machines
+    let due: Vec<(&Machine, Vec<GuestMount>)> = machines
         .iter()
         .map(|machine| (*machine, guest_mounted(ws, kind, machine)))
         .filter(|(_, binds)| !binds.is_empty())
@@ -57,7 +57,8 @@ pub async fn mount(
             .await
             .map_err(anyhow::Error::msg)?;
         if !out.success() {
-            bail!("{}", failure(binds, &out.stderr));
+            let binds: Vec<&FolderBind> = binds.iter().map(|m| &m.bind).collect();
+            bail!("{}", failure(&binds, &out.stderr));
         }
         Ok(())
     }))
@@ -71,29 +72,42 @@ pub async fn mount(
     failures.into_result()
 }
 
+/// A live folder the guest mounts, and whose its files show as (vboxsf only).
+struct GuestMount {
+    bind: FolderBind,
+    owner: Option<String>,
+    group: Option<String>,
+}
+
 /// The live folders of `machine` that its guest mounts: all but binds.
-fn guest_mounted(ws: &Workspace, kind: ProviderKind, machine: &Machine) -> Vec<FolderBind> {
-    let (binds, _) = folders::binds(ws, kind, machine);
-    binds
+fn guest_mounted(ws: &Workspace, kind: ProviderKind, machine: &Machine) -> Vec<GuestMount> {
+    folders::live(ws, kind, machine)
         .into_iter()
-        .filter(|bind| bind.kind != FolderType::Bind)
+        .filter(|(bind, _)| bind.kind != FolderType::Bind)
+        .map(|(bind, folder)| GuestMount {
+            bind,
+            owner: folder.owner.clone(),
+            group: folder.group.clone(),
+        })
         .collect()
 }
 
 /// The script, run as root, that mounts each folder where it is not mounted yet. A
-/// VirtualBox share's files are all shown as the machine's user's (vboxsf has no owners);
-/// virtiofs shows the host's owners as they are.
-fn mount_script(binds: &[FolderBind], user: &str) -> String {
+/// VirtualBox share has no owners: its files show as `owner`'s and `group`'s (the
+/// machine's user and that user's group unless given), as Vagrant mounts them; virtiofs
+/// shows the host's owners as they are.
+fn mount_script(mounts: &[GuestMount], user: &str) -> String {
     let mut script = String::from("set -e\n");
-    for bind in binds {
+    for GuestMount { bind, owner, group } in mounts {
         let (guest, tag) = (shell_quote(&bind.guest), shell_quote(&bind.tag));
         let mount = match bind.kind {
             FolderType::Virtualbox => {
-                let user = shell_quote(user);
-                format!(
-                    "mount -t vboxsf -o uid=\"$(id -u {user})\",gid=\"$(id -g {user})\" {tag} \
-                     {guest}"
-                )
+                let owner = shell_quote(owner.as_deref().unwrap_or(user));
+                let gid = match group {
+                    Some(group) => format!("$(getent group {} | cut -d: -f3)", shell_quote(group)),
+                    None => format!("$(id -g {owner})"),
+                };
+                format!("mount -t vboxsf -o uid=\"$(id -u {owner})\",gid=\"{gid}\" {tag} {guest}")
             }
             _ => format!("mount -t virtiofs {tag} {guest}"),
         };
@@ -106,7 +120,7 @@ fn mount_script(binds: &[FolderBind], user: &str) -> String {
 }
 
 /// What went wrong, with what the box needs for the type that failed.
-fn failure(binds: &[FolderBind], stderr: &str) -> String {
+fn failure(binds: &[&FolderBind], stderr: &str) -> String {
     let failed = binds.iter().find(|bind| {
         stderr.contains(&format!(
             "envctl-mount: {} at {}",
@@ -166,14 +180,35 @@ mod tests {
         }
     }
 
+    fn mount(bind: FolderBind, owner: Option<&str>, group: Option<&str>) -> GuestMount {
+        GuestMount {
+            bind,
+            owner: owner.map(String::from),
+            group: group.map(String::from),
+        }
+    }
+
     #[test]
     fn each_type_is_mounted_by_its_tag_once() {
-        let binds = [
-            bind(FolderType::Virtiofs, "envctl1", "/srv/app"),
-            bind(FolderType::Virtualbox, "envctl2", "/srv/my data"),
+        let mounts = [
+            mount(
+                bind(FolderType::Virtiofs, "envctl1", "/srv/app"),
+                None,
+                None,
+            ),
+            mount(
+                bind(FolderType::Virtualbox, "envctl2", "/srv/my data"),
+                None,
+                None,
+            ),
+            mount(
+                bind(FolderType::Virtualbox, "envctl3", "/var/www"),
+                Some("www-data"),
+                Some("web team"),
+            ),
         ];
         assert_eq!(
-            mount_script(&binds, "vagrant"),
+            mount_script(&mounts, "vagrant"),
             "set -e\n\
              mkdir -p /srv/app\n\
              mountpoint -q /srv/app || mount -t virtiofs envctl1 /srv/app || \
@@ -181,7 +216,11 @@ mod tests {
              mkdir -p '/srv/my data'\n\
              mountpoint -q '/srv/my data' || mount -t vboxsf -o uid=\"$(id -u vagrant)\",\
              gid=\"$(id -g vagrant)\" envctl2 '/srv/my data' || \
-             { echo \"envctl-mount: envctl2 at '/srv/my data'\" >&2; exit 3; }\n"
+             { echo \"envctl-mount: envctl2 at '/srv/my data'\" >&2; exit 3; }\n\
+             mkdir -p /var/www\n\
+             mountpoint -q /var/www || mount -t vboxsf -o uid=\"$(id -u www-data)\",\
+             gid=\"$(getent group 'web team' | cut -d: -f3)\" envctl3 /var/www || \
+             { echo \"envctl-mount: envctl3 at /var/www\" >&2; exit 3; }\n"
         );
     }
 
@@ -208,6 +247,7 @@ mod tests {
                 "mounting synced folders failed: sudo: a password is required",
             ),
         ];
+        let binds: Vec<&FolderBind> = binds.iter().collect();
         for (stderr, want) in cases {
             let got = failure(&binds, stderr);
             assert!(got.starts_with(want), "{got}\n  wanted: {want}");

@@ -62,8 +62,9 @@ pub struct Capabilities {
     /// The live synced-folder types it mounts ([`FolderBind`]), best first. `rsync`, over
     /// SSH, is every provider's and is not listed.
     pub live_folders: &'static [FolderType],
-    /// The live type `auto` picks: only one that needs nothing from the box (a VM's live
-    /// types need its kernel's or guest additions' driver, unknown until it boots).
+    /// The live type `auto` picks where it can show the folder, as Vagrant picks: a bind,
+    /// a VirtualBox shared folder (Vagrant's default there: its boxes carry the Guest
+    /// Additions). Not virtiofs, which Vagrant never picks by itself either.
     pub auto_folder: Option<FolderType>,
 }
 
@@ -95,7 +96,7 @@ impl ProviderKind {
                 forwarded_ports: true,
                 forwarded_udp: true,
                 live_folders: &[FolderType::Virtualbox],
-                auto_folder: None,
+                auto_folder: Some(FolderType::Virtualbox),
             },
         }
     }

@@ -2,15 +2,54 @@
 //! `ssh_config`), and `envctl ssh`.
 
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 
 use super::{extra_inventory_path, Workspace};
 use crate::inventory::Inventory;
 use crate::keys;
-use crate::manifest;
+use crate::manifest::{self, Machine};
 use crate::ssh::{self, Credentials, KnownHost, SshTarget};
 use crate::state::{write_atomic, write_private, State};
+
+/// The environment's private key and `known_hosts`, owned, for [`Credentials`] to borrow:
+/// what every pinned connection envctl makes logs in with.
+pub(super) struct KeyFiles {
+    private_key: PathBuf,
+    known_hosts: PathBuf,
+}
+
+impl KeyFiles {
+    pub(super) fn of(ws: &Workspace) -> KeyFiles {
+        KeyFiles {
+            private_key: ws.state_dir.private_key(),
+            known_hosts: ws.state_dir.known_hosts(),
+        }
+    }
+
+    pub(super) fn creds(&self) -> Credentials<'_> {
+        Credentials {
+            private_key: &self.private_key,
+            known_hosts: &self.known_hosts,
+        }
+    }
+}
+
+/// Where `machine` answers SSH, as `state` recorded it; fails, saying what to run, for a
+/// machine not created.
+pub(super) fn created_target<'a>(machine: &'a Machine, state: &'a State) -> Result<SshTarget<'a>> {
+    let name = machine.name.as_str();
+    let Some(record) = state.machines.get(name) else {
+        bail!("machine `{name}` is not created: run `envctl up {name}` first");
+    };
+    Ok(SshTarget {
+        name,
+        user: &machine.user,
+        host: &record.ssh_host,
+        port: record.ssh_port,
+    })
+}
 
 pub enum InventoryFormat {
     Ini,
@@ -72,24 +111,10 @@ pub fn ssh(ws: &Workspace, name: &str, command: &[String]) -> Result<()> {
     let state = ws.state_dir.load()?;
     // A `/regex/` is taken when it selects exactly one machine.
     let machine = ws.select_one(name)?;
-    let name = machine.name.as_str();
-    let Some(record) = state.machines.get(name) else {
-        bail!("machine `{name}` is not created: run `envctl up {name}` first");
-    };
-    let private_key = ws.state_dir.private_key();
-    let known_hosts = ws.state_dir.known_hosts();
-    let target = SshTarget {
-        name,
-        user: &machine.user,
-        host: &record.ssh_host,
-        port: record.ssh_port,
-    };
-    let creds = Credentials {
-        private_key: &private_key,
-        known_hosts: &known_hosts,
-    };
-    let mut ssh = ssh::interactive_command(&target, creds)
-        .with_context(|| format!("machine `{name}`: building the ssh command"))?;
+    let target = created_target(machine, &state)?;
+    let keys = KeyFiles::of(ws);
+    let mut ssh = ssh::interactive_command(&target, keys.creds())
+        .with_context(|| format!("machine `{}`: building the ssh command", machine.name))?;
     if !command.is_empty() {
         ssh.arg("--").args(command);
     }

@@ -10,10 +10,11 @@ use anyhow::{bail, Result};
 use envctl_provider::{FolderBind, FolderType, ProviderKind};
 use futures_util::future::join_all;
 
+use super::access::{created_target, KeyFiles};
 use super::{folders, MachineFailures, Workspace};
 use crate::inventory::shell_quote;
 use crate::manifest::Machine;
-use crate::ssh::{self, Connection, Credentials, Mode, SshTarget};
+use crate::ssh::{self, Connection, Mode};
 use crate::state::State;
 
 /// One mount's bound: a guest that takes longer is stuck (a share the host withdrew).
@@ -35,22 +36,10 @@ pub async fn mount(
     if due.is_empty() {
         return Ok(());
     }
-    let private_key = ws.state_dir.private_key();
-    let known_hosts = ws.state_dir.known_hosts();
-    let creds = Credentials {
-        private_key: &private_key,
-        known_hosts: &known_hosts,
-    };
+    let keys = KeyFiles::of(ws);
+    let creds = keys.creds();
     let results = join_all(due.iter().map(|(machine, binds)| async move {
-        let Some(record) = state.machines.get(&machine.name) else {
-            bail!("it is not recorded as created");
-        };
-        let target = SshTarget {
-            name: &machine.name,
-            user: &machine.user,
-            host: &record.ssh_host,
-            port: record.ssh_port,
-        };
+        let target = created_target(machine, state)?;
         let args = ssh::args(&Connection::pinned(&target, creds), Mode::Batch)?;
         let script = mount_script(binds, &machine.user);
         let out = ssh::run(&args, "sudo -n sh -s", script.as_bytes(), MOUNT_LIMIT)

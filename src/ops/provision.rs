@@ -9,11 +9,11 @@ use anyhow::{bail, Result};
 use envctl_provider::{MachineState, Provider};
 use futures_util::future::join_all;
 
+use super::access::{created_target, KeyFiles};
 use super::{ansible, remote, MachineFailures, Session, Workspace};
 use crate::interrupt;
 use crate::manifest::{Action, Machine, Manifest, Provisioner, Run};
 use crate::output;
-use crate::ssh::{Credentials, SshTarget};
 use crate::state::State;
 
 /// Which provisioners a command runs.
@@ -222,25 +222,14 @@ async fn on_each_machine(
     machines: &[String],
 ) -> Result<()> {
     let ws = session.ws;
-    let private_key = ws.state_dir.private_key();
-    let known_hosts = ws.state_dir.known_hosts();
-    let creds = Credentials {
-        private_key: &private_key,
-        known_hosts: &known_hosts,
-    };
+    let keys = KeyFiles::of(ws);
+    let creds = keys.creds();
     let mut targets = Vec::new();
     for name in machines {
-        let (Some(machine), Some(record)) =
-            (ws.manifest.machine(name), session.state.machines.get(name))
-        else {
-            bail!("machine `{name}` is not created: run `envctl up {name}` first");
+        let Some(machine) = ws.manifest.machine(name) else {
+            bail!("machine `{name}` is not in the Machinefile");
         };
-        targets.push(SshTarget {
-            name: &machine.name,
-            user: &machine.user,
-            host: &record.ssh_host,
-            port: record.ssh_port,
-        });
+        targets.push(created_target(machine, &session.state)?);
     }
     let runs = targets.iter().map(|target| async move {
         match action {

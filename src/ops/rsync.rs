@@ -15,6 +15,7 @@ use notify_debouncer_full::notify::RecursiveMode;
 use notify_debouncer_full::{new_debouncer, DebounceEventResult};
 use tokio::process::Command;
 
+use super::access::{created_target, KeyFiles};
 use super::folders::uses;
 use super::{choose_provider, MachineFailures, Workspace};
 use crate::interrupt;
@@ -170,21 +171,9 @@ fn plan<'a>(
         if folders.is_empty() {
             continue;
         }
-        let Some(record) = state.machines.get(&machine.name) else {
-            bail!(
-                "machine `{}` is not created: run `envctl up {}` first",
-                machine.name,
-                machine.name
-            );
-        };
         pushes.push(Push {
             machine,
-            target: SshTarget {
-                name: &machine.name,
-                user: &machine.user,
-                host: &record.ssh_host,
-                port: record.ssh_port,
-            },
+            target: created_target(machine, state)?,
             folders,
         });
     }
@@ -195,12 +184,8 @@ async fn run(ws: &Workspace, pushes: &[Push<'_>]) -> Result<()> {
     if pushes.is_empty() {
         return Ok(());
     }
-    let private_key = ws.state_dir.private_key();
-    let known_hosts = ws.state_dir.known_hosts();
-    let creds = Credentials {
-        private_key: &private_key,
-        known_hosts: &known_hosts,
-    };
+    let keys = KeyFiles::of(ws);
+    let creds = keys.creds();
     let results = join_all(pushes.iter().map(|push| async move {
         for folder in &push.folders {
             push_folder(ws, push, folder, creds).await?;

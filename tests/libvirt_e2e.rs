@@ -5,9 +5,9 @@
 //! machines (one boot, many assertions) the parity playbook (`tests/parity/`) runs
 //! unchanged under Docker and under libvirt, and what it records must not differ; the
 //! example's web servers and the parity playbook's answer again after `halt` and `up`.
-//! Under libvirt, db1's /vagrant becomes a virtiofs export by `reload` (live both ways,
-//! `.envctl/` covered, mounted again after `halt` and `up`), dropped again before the
-//! switch back to Docker, which has no virtiofs.
+//! Under libvirt, web1's /vagrant becomes a virtiofs export by `reload` (live both ways,
+//! `.envctl/` covered, mounted again after `halt` and `up`; its forwarded port survives
+//! the reload), dropped again before the switch back to Docker, which has no virtiofs.
 //! web1's forwarded port answers on the host under Docker, under libvirt (an SSH tunnel,
 //! made again by `up` when it died, gone while halted), after the switch back, and
 //! nothing listens there after `destroy`.
@@ -236,7 +236,7 @@ fn libvirt_example_environment_round_trip() {
     parity::run(&env);
     parity::assert_same_facts(&docker_facts, &parity::checked_facts(&env, &names()));
 
-    let machinefile = export_the_project_to_db1(&env);
+    let machinefile = export_the_project_to_web1(&env);
 
     // web1's forwarded port is an SSH tunnel kept by envctl under libvirt; one that died
     // is made again by `up` on the running machine.
@@ -278,11 +278,11 @@ fn libvirt_example_environment_round_trip() {
         env.states()
     );
     assert_eq!(env.ssh("db1", "hostname -f"), "db1.example.test");
-    // The services, enabled at boot, started by themselves; db1's virtiofs folder is
+    // The services, enabled at boot, started by themselves; web1's virtiofs folder is
     // mounted again.
     assert_example_pages_answer(&env);
     parity::assert_pages_answer(&env, &MACHINES);
-    assert_eq!(env.ssh("db1", "cat /vagrant/live.txt"), "live");
+    assert_eq!(env.ssh("web1", "cat /vagrant/live.txt"), "live");
     // Docker has no virtiofs: the example as it was.
     fs::write(env.dir.join("Machinefile"), machinefile).unwrap();
 
@@ -325,46 +325,51 @@ fn libvirt_example_environment_round_trip() {
 /// checkout is theirs (the tests run as root).
 const GUEST_UID: u32 = 1000;
 
-/// Makes db1's /vagrant a virtiofs export of the project, applied by `reload db1`: the
-/// domain is defined again with the export and the guest mounts it. A file the host
+/// Makes web1's /vagrant a virtiofs export of the project, applied by `reload web1`: the
+/// domain is defined again with the export and the guest mounts it; its forwarded port
+/// answers again, on the same host port. A file the host
 /// writes is read in the guest at once; one the guest user writes is on the host, the
 /// folder owner's; `.envctl/`, covered on the host by virtiofsd's wrapper, shows empty
 /// and its key cannot be read, not even by root, who cannot lift the cover either.
 /// Returns the Machinefile as it was.
-fn export_the_project_to_db1(env: &TestEnv) -> String {
+fn export_the_project_to_web1(env: &TestEnv) -> String {
     let path = env.dir.join("Machinefile");
     let machinefile = fs::read_to_string(&path).unwrap();
     let with_virtiofs = machinefile.replace(
-        "    memory: 768\n",
-        "    memory: 768\n    synced_folders: [{host: ., guest: /vagrant, type: virtiofs}]\n",
+        "      http_port: 8080\n",
+        "      http_port: 8080\n    synced_folders: [{host: ., guest: /vagrant, type: virtiofs}]\n",
     );
-    assert_ne!(with_virtiofs, machinefile, "db1 is no longer where it was");
+    assert_ne!(with_virtiofs, machinefile, "web1 is no longer where it was");
+    let forwarded = common::example_forwarded_port(env);
     let theirs = env.dir.join("theirs");
     fs::create_dir(&theirs).unwrap();
     std::os::unix::fs::chown(&theirs, Some(GUEST_UID), Some(GUEST_UID)).unwrap();
     fs::write(&path, with_virtiofs).unwrap();
 
-    let reload = env.envctl(&["reload", "db1", "--no-provision"]);
+    let reload = env.envctl(&["reload", "web1", "--no-provision"]);
     assert!(reload.status.success(), "{}", show(&reload));
     assert!(
-        String::from_utf8_lossy(&reload.stderr).contains("db1: . → /vagrant (virtiofs)"),
+        String::from_utf8_lossy(&reload.stderr).contains("web1: . → /vagrant (virtiofs)"),
         "{}",
         show(&reload)
     );
     let status = env.status_json();
-    let db1 = &status["machines"][2];
-    assert_eq!(db1["name"], "db1", "{status}");
-    assert_eq!(db1["synced_folders"][0]["type"], "virtiofs", "{status}");
-    assert_eq!(env.ssh("db1", "findmnt -n -o FSTYPE /vagrant"), "virtiofs");
+    let web1 = &status["machines"][0];
+    assert_eq!(web1["name"], "web1", "{status}");
+    assert_eq!(web1["synced_folders"][0]["type"], "virtiofs", "{status}");
+    // The forward survives `reload`, on the same host port, and web1's service is back.
+    assert_eq!(common::example_forwarded_port(env), forwarded);
+    assert_example_pages_answer(env);
+    assert_eq!(env.ssh("web1", "findmnt -n -o FSTYPE /vagrant"), "virtiofs");
     fs::write(env.dir.join("live.txt"), "live\n").unwrap();
-    assert_eq!(env.ssh("db1", "cat /vagrant/live.txt"), "live");
-    env.ssh("db1", "echo from the guest > /vagrant/theirs/guest.txt");
+    assert_eq!(env.ssh("web1", "cat /vagrant/live.txt"), "live");
+    env.ssh("web1", "echo from the guest > /vagrant/theirs/guest.txt");
     let written = theirs.join("guest.txt");
     assert_eq!(fs::read_to_string(&written).unwrap(), "from the guest\n");
     use std::os::unix::fs::MetadataExt;
     assert_eq!(fs::metadata(&written).unwrap().uid(), GUEST_UID);
     assert_eq!(
-        env.ssh("db1", "sudo ls -A /vagrant/.envctl | wc -l"),
+        env.ssh("web1", "sudo ls -A /vagrant/.envctl | wc -l"),
         "0",
         "the cover shows an empty folder"
     );
@@ -373,7 +378,7 @@ fn export_the_project_to_db1(env: &TestEnv) -> String {
         "sudo umount /vagrant/.envctl",
         "sudo umount -l /vagrant/.envctl && sudo cat /vagrant/.envctl/id_ed25519",
     ] {
-        let tried = env.envctl(&["ssh", "db1", "--", as_root]);
+        let tried = env.envctl(&["ssh", "web1", "--", as_root]);
         assert!(!tried.status.success(), "{as_root}: {}", show(&tried));
     }
     machinefile

@@ -94,19 +94,30 @@ impl VirtualboxProvider {
     }
 
     /// Gives the running (or paused) VM `vm` the shares of `machine` it lacks, as transient
-    /// shares; removes nothing.
+    /// shares; removes nothing but a transient share whose name one of them takes.
     pub(crate) async fn add_transient_shares(
         &self,
         vm: &str,
         info: &VmInfo,
         machine: &MachineSpec,
     ) -> Result<(), CallError> {
-        let missing = missing_live(
-            &wanted(machine),
-            &info.machine_shares(),
-            &info.transient_shares(),
-        );
+        let transient = info.transient_shares();
+        let missing = missing_live(&wanted(machine), &info.machine_shares(), &transient);
         for share in &missing {
+            // A transient share of that name for another folder (the list changed twice
+            // while the VM ran) goes first: names are unique among transient shares.
+            if transient.iter().any(|had| had.name == share.name) {
+                self.vbox
+                    .run([
+                        "sharedfolder",
+                        "remove",
+                        vm,
+                        "--name",
+                        share.name.as_str(),
+                        "--transient",
+                    ])
+                    .await?;
+            }
             let mut args = share_add(vm, share);
             args.push("--transient".to_string());
             self.vbox.run(args).await?;

@@ -260,7 +260,8 @@ fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
 /// permanent with `sharedfolder add` when the VM is off; brought to a changed list on the
 /// next `up` from off (a dropped share removed, a moved one removed and added again, a new
 /// one added, the user's own `mine` left alone); added as `--transient` to the running VM,
-/// which keeps what it has; made permanent on the `up` after a halt.
+/// which keeps what it has (a transient share moved again is made anew); made permanent
+/// on the `up` after a halt.
 async fn shares_life(fake: &Fake) {
     let (env, mut machines) = example(fake);
     let provider = fake.provider(HostOnlyKind::Interface).await;
@@ -328,6 +329,17 @@ async fn shares_life(fake: &Fake) {
         .await
         .unwrap();
 
+    fake.mark("up, running, envctl3 moved again: its transient share is made anew");
+    machines[0].binds[2] = bind(fake, "envctl3", "g");
+    provider
+        .up(&env, &machines[0], &Phases::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        transient(fake),
+        pairs(&[("envctl2", "$TMP/shares/f"), ("envctl3", "$TMP/shares/g")])
+    );
+
     fake.mark("halt, then up: the transient shares become permanent");
     provider.halt(&env, "web1").await.unwrap();
     assert_eq!(transient(fake), pairs(&[]), "powered off, they are gone");
@@ -341,7 +353,7 @@ async fn shares_life(fake: &Fake) {
             ("mine", "$TMP/shares/mine"),
             ("envctl1", "$TMP/shares/c"),
             ("envctl2", "$TMP/shares/f"),
-            ("envctl3", "$TMP/shares/e"),
+            ("envctl3", "$TMP/shares/g"),
         ])
     );
 

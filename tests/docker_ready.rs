@@ -86,6 +86,32 @@ fn docker_up_waits_for_boot_and_names_failed_units() {
     );
     assert_eq!(env.ssh("web2", "cat /proc/1/comm"), "sshd");
 
+    // A container on this host's engine is reached over a bridge of virtual ports only:
+    // its connections put the cheaper key exchange first, and its sshd takes it.
+    let output = env.envctl(&["-v", "ssh", "web2", "--", "true"]);
+    assert!(output.status.success(), "{}", show(&output));
+    let said = String::from_utf8_lossy(&output.stderr);
+    assert!(said.contains("KexAlgorithms=^curve25519-sha256"), "{said}");
+    let ssh_config = env.dir.join(".envctl/ssh_config");
+    let login = std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(&ssh_config)
+        .args([
+            "-v",
+            "-o",
+            "KexAlgorithms=^curve25519-sha256",
+            "web2",
+            "true",
+        ])
+        .output()
+        .unwrap();
+    assert!(login.status.success(), "{}", show(&login));
+    assert!(
+        String::from_utf8_lossy(&login.stderr).contains("kex: algorithm: curve25519-sha256"),
+        "{}",
+        show(&login)
+    );
+
     // The logins that found the machines ready stay open, one master per machine, where
     // Ansible's connections look for theirs: the playbook's first task logs in to none.
     let sockets: Vec<_> = fs::read_dir(env.dir.join(".envctl/cp"))

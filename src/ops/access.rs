@@ -118,6 +118,7 @@ pub fn ssh(ws: &Workspace, name: &str, command: &[String]) -> Result<()> {
     if !command.is_empty() {
         ssh.arg("--").args(command);
     }
+    crate::output::verbose(&format!("running {ssh:?}"));
     let err = ssh.exec();
     Err(err).context("running ssh")
 }

@@ -71,7 +71,12 @@ pub(super) async fn run(
         });
     let control_dir = ws.state_dir.control_dir();
     create_private_dir(&control_dir)?;
-    for (name, value) in speed_settings(machines.len(), &control_dir) {
+    // Every played machine must be host-local for the faster key exchange: the setting is
+    // one for the whole run.
+    let host_local = machines.iter().all(|name| {
+        (session.state.machines.get(name)).is_some_and(|m| ssh::stays_on_this_host(&m.ssh_host))
+    });
+    for (name, value) in speed_settings(machines.len(), &control_dir, host_local) {
         // What the user set in the environment wins.
         if std::env::var_os(name).is_none() {
             command.env(name, value);
@@ -143,15 +148,22 @@ pub(super) async fn run(
 /// machines (bounded), pipelining (envctl's images and boxes have no `requiretty` in
 /// sudoers), and SSH connections kept open between tasks, with their sockets in
 /// `control_dir` when its path leaves room for `%C` under the socket length limit (else
-/// Ansible's default folder under `~/.ansible/cp`).
-fn speed_settings(machines: usize, control_dir: &Path) -> BTreeMap<&'static str, String> {
+/// Ansible's default folder under `~/.ansible/cp`). When every machine is `host_local`,
+/// fresh connections put the cheaper key exchange first, as envctl's own do (`ssh::locality`).
+fn speed_settings(
+    machines: usize,
+    control_dir: &Path,
+    host_local: bool,
+) -> BTreeMap<&'static str, String> {
     let mut settings = BTreeMap::new();
     settings.insert("ANSIBLE_FORKS", machines.clamp(1, MAX_FORKS).to_string());
     settings.insert("ANSIBLE_PIPELINING", "True".to_string());
-    settings.insert(
-        "ANSIBLE_SSH_ARGS",
-        "-o ControlMaster=auto -o ControlPersist=60s".to_string(),
-    );
+    let mut ssh_args = "-o ControlMaster=auto -o ControlPersist=60s".to_string();
+    if host_local {
+        ssh_args.push_str(" -o ");
+        ssh_args.push_str(ssh::HOST_LOCAL_KEX);
+    }
+    settings.insert("ANSIBLE_SSH_ARGS", ssh_args);
     if ssh::control_sockets_fit(control_dir) {
         settings.insert(
             "ANSIBLE_SSH_CONTROL_PATH_DIR",
@@ -204,16 +216,45 @@ mod tests {
 
     #[test]
     fn forks_follow_the_machines_and_sockets_fit() {
-        let short = speed_settings(3, Path::new("/p/.envctl/cp"));
+        let short = speed_settings(3, Path::new("/p/.envctl/cp"), false);
         assert_eq!(short["ANSIBLE_FORKS"], "3");
         assert_eq!(short["ANSIBLE_PIPELINING"], "True");
         assert_eq!(short["ANSIBLE_SSH_CONTROL_PATH_DIR"], "/p/.envctl/cp");
-        assert_eq!(speed_settings(0, Path::new("/p"))["ANSIBLE_FORKS"], "1");
-        assert_eq!(speed_settings(50, Path::new("/p"))["ANSIBLE_FORKS"], "20");
+        assert_eq!(
+            speed_settings(0, Path::new("/p"), false)["ANSIBLE_FORKS"],
+            "1"
+        );
+        assert_eq!(
+            speed_settings(50, Path::new("/p"), false)["ANSIBLE_FORKS"],
+            "20"
+        );
         let deep = format!("/{}/.envctl/cp", "d".repeat(80));
-        let long = speed_settings(3, Path::new(&deep));
+        let long = speed_settings(3, Path::new(&deep), false);
         assert!(!long.contains_key("ANSIBLE_SSH_CONTROL_PATH_DIR"));
         assert!(!long.contains_key("ANSIBLE_SSH_CONTROL_PATH"));
+    }
+
+    /// The key exchange goes first only when every machine is host-local, and ssh reads
+    /// Ansible's arguments back with curve25519 first and the defaults still after it.
+    #[test]
+    fn host_local_runs_put_the_cheaper_key_exchange_first() {
+        let dir = Path::new("/p/.envctl/cp");
+        let routed = &speed_settings(3, dir, false)["ANSIBLE_SSH_ARGS"];
+        assert!(!routed.contains("Kex"), "{routed}");
+        let local = &speed_settings(3, dir, true)["ANSIBLE_SSH_ARGS"];
+        let output = std::process::Command::new("ssh")
+            .args(["-G", "-F", "/dev/null"])
+            .args(local.split(' '))
+            .arg("web1")
+            .output()
+            .unwrap();
+        let printed = String::from_utf8_lossy(&output.stdout);
+        let kex = printed
+            .lines()
+            .find_map(|line| line.strip_prefix("kexalgorithms "))
+            .unwrap();
+        assert!(kex.starts_with("curve25519-sha256,"), "{kex}");
+        assert!(kex.contains("sntrup761x25519-sha512@openssh.com"), "{kex}");
     }
 
     #[test]

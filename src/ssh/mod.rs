@@ -6,6 +6,7 @@
 mod classify;
 mod config;
 mod host_keys;
+mod locality;
 mod options;
 mod ready;
 mod run;
@@ -17,6 +18,7 @@ use anyhow::Result;
 pub use classify::{classify, HostKeyRule, Verdict};
 pub use config::{render_config, render_known_hosts, KnownHost, SshTarget};
 pub use host_keys::{fingerprint, known_fingerprints};
+pub use locality::{stays_on_this_host, HOST_LOCAL_KEX};
 pub use options::{args, config_path, control_sockets_fit, Connection, HostKeys, Mode};
 pub use ready::{pace, wait_ready, Boot, Deadline, NotReady};
 pub use run::{run, Outcome};

@@ -81,6 +81,9 @@ pub fn args(conn: &Connection, mode: Mode) -> Result<Vec<String>> {
         "ServerAliveInterval=5".to_string(),
         "ServerAliveCountMax=3".to_string(),
     ];
+    if super::locality::stays_on_this_host(conn.target.host) {
+        options.push(super::locality::HOST_LOCAL_KEX.to_string());
+    }
     for identity in &conn.identities {
         options.push(format!("IdentityFile={}", config_path(identity)?));
     }
@@ -300,5 +303,26 @@ mod tests {
             pinned[pinned.len() - 5..],
             ["-p", "2222", "-l", "vagrant", "10.0.0.11"]
         );
+    }
+
+    /// Only a connection that stays on this host puts curve25519 first; ssh still offers
+    /// its whole default list after it.
+    #[test]
+    fn only_host_local_connections_prefer_the_cheaper_key_exchange() {
+        let known = Path::new("/p/known_hosts");
+        for (host, local) in [("127.0.0.1", true), ("web1.example.test", false)] {
+            let target = SshTarget { host, ..target() };
+            let conn = Connection {
+                target: &target,
+                host_keys: HostKeys::Pinned(known),
+                identities: vec![],
+                kept_open_in: None,
+            };
+            let args = args(&conn, Mode::Batch).unwrap();
+            let kex = args
+                .iter()
+                .any(|arg| arg == super::super::locality::HOST_LOCAL_KEX);
+            assert_eq!(kex, local, "{host}: {args:?}");
+        }
     }
 }

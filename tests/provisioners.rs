@@ -163,7 +163,7 @@ fn docker_the_mapping_form_still_runs_one_playbook_with_group_vars_and_children(
             ),
             (
                 "site.yml",
-                "- hosts: site\n  tasks:\n    - ansible.builtin.copy: {content: \"{{ word }} {{ region }} {{ tier }}\", dest: /tmp/word}\n",
+                "- hosts: site\n  tasks:\n    - ansible.builtin.copy: {content: \"{{ word }} {{ region }} {{ tier }}\", dest: /tmp/word}\n    - ansible.builtin.copy: {content: \"{{ ansible_facts.python.executable }}\", dest: /tmp/python}\n    - {ansible.builtin.command: id -un, become: true, register: root}\n    - ansible.builtin.copy: {content: \"{{ root.stdout }}\", dest: /tmp/root}\n    - {ansible.builtin.command: \"true\", async: 30, poll: 1}\n",
             ),
         ],
     );
@@ -197,6 +197,40 @@ fn docker_the_mapping_form_still_runs_one_playbook_with_group_vars_and_children(
         "{}",
         show(&again)
     );
+
+    // On envctl's image the modules ran under its python3 that keeps their bytecode: the
+    // same interpreter underneath, become and async as ever, a private cache per user.
+    assert_eq!(env.ssh("m1", "cat /tmp/python"), "/usr/bin/python3");
+    assert_eq!(env.ssh("m1", "cat /tmp/root"), "root");
+    let cache = "~/.cache/envctl-ansible-bytecode";
+    assert_eq!(
+        env.ssh("m1", &format!("stat -c '%a %U' {cache}")),
+        "700 vagrant"
+    );
+    assert_eq!(
+        env.ssh(
+            "m1",
+            "sudo stat -c '%a %U' /root/.cache/envctl-ansible-bytecode"
+        ),
+        "700 root"
+    );
+    let kept = |env: &TestEnv| -> usize {
+        env.ssh("m1", &format!("ls {cache} | wc -l"))
+            .parse()
+            .unwrap()
+    };
+    // The second run uses `file` where the first, which changed files, used `copy`.
+    env.ok(&["provision"]);
+    let second = kept(&env);
+    assert!(second > 10, "{second} files kept");
+    // A third run compiles nothing new: the same sources find what was kept.
+    env.ok(&["provision"]);
+    assert_eq!(kept(&env), second);
+    // A cache folder others may read is not used, and the playbook runs as well without it.
+    env.ssh("m1", &format!("rm -f {cache}/* && chmod 0755 {cache}"));
+    env.ok(&["provision"]);
+    assert_eq!(kept(&env), 0);
+    assert_eq!(env.ssh("m1", "cat /tmp/root"), "root");
     env.ok(&["destroy", "--force"]);
 }
 

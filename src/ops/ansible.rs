@@ -12,10 +12,11 @@ use tokio::process::Command;
 use super::galaxy::{self, GalaxyDirs};
 use super::Session;
 use crate::interrupt;
-use crate::manifest::Provision;
+use crate::manifest::{DockerImage, Provision};
 use crate::output;
 use crate::ssh;
 use crate::state::{create_private_dir, write_private};
+use envctl_provider::ProviderKind;
 
 /// The most hosts Ansible works on at once: past this, one machine's CPU is the limit.
 const MAX_FORKS: usize = 20;
@@ -76,7 +77,11 @@ pub(super) async fn run(
     let host_local = machines.iter().all(|name| {
         (session.state.machines.get(name)).is_some_and(|m| ssh::stays_on_this_host(&m.ssh_host))
     });
-    for (name, value) in speed_settings(machines.len(), &control_dir, host_local) {
+    let mut settings = speed_settings(machines.len(), &control_dir, host_local);
+    if runs_envctls_image(session, machines) {
+        settings.insert("ANSIBLE_PYTHON_INTERPRETER", IMAGE_PYTHON.to_string());
+    }
+    for (name, value) in settings {
         // What the user set in the environment wins.
         if std::env::var_os(name).is_none() {
             command.env(name, value);
@@ -172,6 +177,21 @@ fn speed_settings(
         settings.insert("ANSIBLE_SSH_CONTROL_PATH", "%(directory)s/%%C".to_string());
     }
     settings
+}
+
+/// The python3 of envctl's own Docker image that keeps the bytecode of Ansible's modules
+/// (`images/debian/ansible-python3`): a task's guest CPU is half compiling them otherwise.
+const IMAGE_PYTHON: &str = "/usr/libexec/envctl/ansible-python3";
+
+/// Whether every machine played is a container of envctl's own image, which has
+/// [`IMAGE_PYTHON`]. Set as Ansible's default (`interpreter_python`), so a playbook's or
+/// inventory's `ansible_python_interpreter` still wins; also spares interpreter discovery.
+fn runs_envctls_image(session: &Session<'_>, machines: &[String]) -> bool {
+    session.state.provider == Some(ProviderKind::Docker)
+        && machines.iter().all(|name| {
+            (session.ws.manifest.machines.iter())
+                .any(|m| &m.name == name && m.docker == DockerImage::DefaultRecipe)
+        })
 }
 
 fn prompting_arg(args: &[String]) -> Option<&str> {

@@ -18,6 +18,10 @@ pub fn default_recipe() -> BuildRecipe {
             "sshd-envctl.conf",
             include_bytes!("../../images/debian/sshd-envctl.conf"),
         ),
+        (
+            "ansible-python3",
+            include_bytes!("../../images/debian/ansible-python3"),
+        ),
     ];
     BuildRecipe {
         name: "debian".into(),

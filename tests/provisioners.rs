@@ -231,6 +231,15 @@ fn docker_the_mapping_form_still_runs_one_playbook_with_group_vars_and_children(
     env.ok(&["provision"]);
     assert_eq!(kept(&env), 0);
     assert_eq!(env.ssh("m1", "cat /tmp/root"), "root");
+    // A container made from envctl's image before it had that python3 runs Ansible's own
+    // choice of interpreter instead of failing.
+    env.ssh(
+        "m1",
+        &format!("chmod 0700 {cache} && sudo rm /usr/libexec/envctl/ansible-python3"),
+    );
+    env.ok(&["provision"]);
+    assert_eq!(kept(&env), 0);
+    assert_eq!(env.ssh("m1", "cat /tmp/python"), "/usr/bin/python3");
     env.ok(&["destroy", "--force"]);
 }
 

@@ -5,10 +5,13 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::process::Stdio;
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use futures_util::future::join_all;
 use tokio::process::Command;
 
+use super::access::{created_target, KeyFiles};
 use super::galaxy::{self, GalaxyDirs};
 use super::Session;
 use crate::interrupt;
@@ -78,7 +81,7 @@ pub(super) async fn run(
         (session.state.machines.get(name)).is_some_and(|m| ssh::stays_on_this_host(&m.ssh_host))
     });
     let mut settings = speed_settings(machines.len(), &control_dir, host_local);
-    if runs_envctls_image(session, machines) {
+    if runs_envctls_image(session, machines) && all_have_image_python(session, machines).await {
         settings.insert("ANSIBLE_PYTHON_INTERPRETER", IMAGE_PYTHON.to_string());
     }
     for (name, value) in settings {
@@ -192,6 +195,36 @@ fn runs_envctls_image(session: &Session<'_>, machines: &[String]) -> bool {
             (session.ws.manifest.machines.iter())
                 .any(|m| &m.name == name && m.docker == DockerImage::DefaultRecipe)
         })
+}
+
+/// Whether every machine has [`IMAGE_PYTHON`]: a container made from envctl's image
+/// before it had one has not. Asked over each machine's pinned login, kept open as the
+/// master of Ansible's first task, so the question costs no login of its own.
+async fn all_have_image_python(session: &Session<'_>, machines: &[String]) -> bool {
+    let keys = KeyFiles::of(session.ws);
+    let control_dir = session.ws.state_dir.control_dir();
+    let answers = join_all(machines.iter().map(|name| {
+        let (keys, control_dir) = (&keys, &control_dir);
+        async move {
+            let machine = session
+                .ws
+                .manifest
+                .machines
+                .iter()
+                .find(|m| &m.name == name)?;
+            let target = created_target(machine, &session.state).ok()?;
+            let conn = ssh::Connection {
+                kept_open_in: Some(control_dir),
+                ..ssh::Connection::pinned(&target, keys.creds())
+            };
+            let args = ssh::args(&conn, ssh::Mode::Batch).ok()?;
+            let check = format!("test -x {IMAGE_PYTHON}");
+            let outcome = ssh::run(&args, &check, b"", Duration::from_secs(30)).await;
+            outcome.ok().map(|outcome| outcome.success())
+        }
+    }))
+    .await;
+    answers.into_iter().all(|has| has == Some(true))
 }
 
 fn prompting_arg(args: &[String]) -> Option<&str> {
